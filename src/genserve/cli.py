@@ -1,0 +1,103 @@
+"""The `genserve` command line. Sub-commands import their heavy parts lazily, so `--help` stays fast."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from genserve.bench import app as bench_app
+from genserve.core.errors import GenServeError
+
+app = typer.Typer(help="SLO-aware co-serving of text-to-image and text-to-video diffusion models.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+trace_app = typer.Typer(help="Generate and check request traces (JSONL).", no_args_is_help=True)
+app.add_typer(trace_app, name="trace")
+app.add_typer(bench_app, name="bench")
+
+
+def fail(message: str) -> None:
+    """One line on stderr and exit status 2: the CLI's answer to bad input."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+@trace_app.command("generate")
+def trace_generate(
+    out: Path = typer.Option(..., "-o", "--out", help="JSONL file to write."),
+    requests: int = typer.Option(100, help="Number of requests."),
+    rate: float = typer.Option(24.0, help="Mean arrival rate, requests per minute."),
+    mix: str = typer.Option("balanced", help="light | balanced | heavy | V:I (video:image, e.g. 70:30)."),
+    arrival: str = typer.Option("poisson", help="poisson | bursty (Gamma inter-arrivals)."),
+    cv: float = typer.Option(3.0, help="Coefficient of variation of bursty inter-arrivals."),
+    resolutions: str = typer.Option("uniform", help="uniform | skewed (Dirichlet weights per trace)."),
+    alpha: float = typer.Option(1.0, help="Dirichlet alpha for skewed resolutions."),
+    sigma: Optional[float] = typer.Option(None, help="Write this SLO scale into every record."),
+    seed: int = typer.Option(0, help="Random seed: same seed, same trace byte for byte."),
+    profile: str = typer.Option("paper", help="Profile (bundled name or JSON path) for models and sizes."),
+) -> None:
+    """Draw a synthetic trace and write it as JSONL (schema: genserve/workloads/trace.py)."""
+    from genserve.profiles import Profile
+    from genserve.workloads import WorkloadSpec, generate_trace, write_trace
+
+    try:
+        prof = Profile.load(profile)
+        spec = WorkloadSpec(requests=requests, rate=rate, mix=mix, arrival=arrival, cv=cv, resolutions=resolutions,
+                            alpha=alpha, seed=seed, sigma=sigma)
+        records = generate_trace(spec, prof)
+        write_trace(records, out)
+    except (GenServeError, ValueError, OSError) as e:
+        fail(str(e))
+    videos = sum(r.modality == "video" for r in records)
+    typer.echo(f"wrote {len(records)} requests ({videos} videos, {len(records) - videos} images) to {out}")
+
+
+@trace_app.command("check")
+def trace_check(
+    path: Path = typer.Argument(..., help="JSONL trace to validate."),
+    profile: str = typer.Option("paper", help="Profile the requests must fit."),
+    sigma: float = typer.Option(1.0, help="SLO scale for records without deadline or sigma."),
+) -> None:
+    """Validate a trace against the schema and a profile."""
+    from genserve.profiles import Profile
+    from genserve.workloads import read_trace, to_requests
+
+    try:
+        reqs = to_requests(read_trace(path), Profile.load(profile), sigma)
+    except (GenServeError, ValueError) as e:
+        fail(str(e))
+    typer.echo(f"ok: {len(reqs)} requests")
+
+
+@app.command("profile-show")
+def profile_show(profile: str = typer.Argument("paper", help="Bundled name or JSON path.")) -> None:
+    """Print a profile's isolated latencies and deadlines at sigma 1."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from genserve.profiles import Profile
+
+    try:
+        prof = Profile.load(profile)
+    except GenServeError as e:
+        fail(str(e))
+    table = Table(title=f"profile {prof.name}: isolated latency (s) and deadline at sigma 1")
+    for col in ("modality", "model", "size", "isolated s", "deadline s"):
+        table.add_column(col)
+    d = prof.doc.defaults
+    for w, h in d.image_sizes:
+        iso = prof.isolated_latency("image", d.image_model, w, h)
+        table.add_row("image", d.image_model, f"{w}x{h}", f"{iso:.3f}", f"{1.5 * iso:.3f}")
+    for w, h, f in d.video_sizes:
+        iso = prof.isolated_latency("video", d.video_model, w, h, f)
+        table.add_row("video", d.video_model, f"{w}x{h}x{f}", f"{iso:.3f}", f"{1.5 * iso:.3f}")
+    Console().print(table)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
