@@ -123,10 +123,17 @@ class Profile:
     def video_models(self) -> list[str]:
         return list(self.doc.video_models)
 
+    def _any_model(self, model: str) -> ImageModel | VideoModel:
+        spec = self.doc.image_models.get(model) or self.doc.video_models.get(model)
+        if spec is None:
+            raise ProfileError(
+                f"unknown model {model!r} in profile {self.name!r}; known image models: "
+                f"{sorted(self.doc.image_models)}, video models: {sorted(self.doc.video_models)}"
+            )
+        return spec
+
     def default_steps(self, model: str) -> int:
-        if model in self.doc.image_models:
-            return self.doc.image_models[model].default_steps
-        return self._video_model(model).default_steps
+        return self._any_model(model).default_steps
 
     def max_batch(self, model: str) -> int:
         self._image_model(model)
@@ -187,9 +194,7 @@ class Profile:
         return value
 
     def text_encode(self, model: str) -> float:
-        if model in self.doc.image_models:
-            return self.doc.image_models[model].text_encode_s
-        return self._video_model(model).text_encode_s
+        return self._any_model(model).text_encode_s
 
     def pause_cost(self, model: str) -> float:
         return self._video_model(model).pause_s
