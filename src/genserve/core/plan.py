@@ -39,8 +39,15 @@ class ImageBatch:
 
 @dataclass
 class Plan:
+    """What every live request does until the next round.
+
+    `wake_at` (optional): ask the engine for another round no later than this time even if no event arrives
+    (e.g. a batching policy waiting for more same-resolution images, or an idle-resume timer). None: no request.
+    """
+
     actions: dict[str, Action] = field(default_factory=dict)
     batches: list[ImageBatch] = field(default_factory=list)
+    wake_at: float | None = None
 
     def add_batch(self, request_ids: tuple[str, ...] | list[str], gpu: int) -> None:
         index = len(self.batches)

@@ -1,0 +1,714 @@
+"""The controller: the one control plane shared by the simulator and the live engine.
+
+It holds every request and its life cycle, GPU ownership and per-video progress; it admits and cancels requests,
+builds a `Snapshot`, asks the policy for a `Plan`, applies the plan through an `Executor`, and consumes the
+executor's events. It never sleeps and never reads a wall clock: the driver owns the clock and the event flow.
+
+Driving it (both engines do exactly this):
+
+    ctl = Controller(policy, cluster, profile, executor, clock)
+    ... on an arrival:   ctl.submit(request)
+    ... on each event:   ctl.on_event(event)          # from the executor's emit callback (queued by the driver)
+    ... then, once all events of this instant are in:  ctl.flush()   # runs a round if one is due
+    ... if ctl.wake_at is not None: call ctl.wake() (then flush) when the clock reaches it
+
+The simulator's loop does this on a virtual clock; the live engine does it with a wall clock, waiting on the
+executor's event queue with a timeout of `wake_at - now`.
+
+Rounds. A round (snapshot -> plan -> apply) runs on every arrival, completion, freed GPU, cancellation and
+requested wake-up, and at video step boundaries as the policy asks through its optional `step_rounds`
+attribute: "always" (default: every step boundary), "when_waiting" (only while a request is queued or paused:
+enough for preemptive baselines) or "never" (non-preemptive policies: a step boundary changes nothing).
+Events at the same instant are coalesced into one round.
+
+Apply semantics (see also `genserve.scheduling.base.Policy`):
+* A running video at a step boundary does what its action says now: CONTINUE runs the next step on the same
+  GPUs; HOLD pauses it (state stays on its leader, the group is freed); RECONFIGURE moves it when every target
+  GPU is free now (else it continues where it is and the next round re-decides).
+* A running video that is mid-step ignores its action: the step cannot be interrupted, and a new round at its
+  step boundary re-decides (the policy will say again what it wants).
+* START, RESUME and image batches run only when all their GPUs are free now; otherwise they wait for a later
+  round (every event that frees a GPU causes one).
+* A decoding video keeps its GPU; its action must be CONTINUE.
+* A plan that double-books a GPU, names an unknown request, or gives an action the request's state cannot take
+  raises `PlanError` before any state changes. In strict mode every plan is also checked with
+  `plan_violations` (tests turn it on).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Iterable
+
+from genserve.core.errors import GenServeError, ProfileError, ValidationError
+from genserve.core.events import Arrival, BatchDone, Event, Failed, StepDone, VideoDone
+from genserve.core.plan import ActionKind, Plan
+from genserve.core.request import Modality, Request, RequestStatus
+from genserve.core.snapshot import ClusterSpec, ImageView, Snapshot, VideoView
+from genserve.executors.base import Executor, StepSetup
+
+NEG_INF = float("-inf")
+_EPS = 1e-9
+STEP_ROUNDS = ("always", "when_waiting", "never")
+
+_RUNNING = RequestStatus.RUNNING
+_PAUSED = RequestStatus.PAUSED
+_QUEUED = RequestStatus.QUEUED
+_HOLD = ActionKind.HOLD
+_CONTINUE = ActionKind.CONTINUE
+_RECONFIGURE = ActionKind.RECONFIGURE
+_START = ActionKind.START
+_RESUME = ActionKind.RESUME
+_BATCH = ActionKind.BATCH
+
+
+class PlanError(GenServeError, RuntimeError):
+    """A policy returned a plan the controller cannot apply; the message names the policy, time and rule."""
+
+
+@dataclass
+class RequestRecord:
+    """What happened to one request (one JSONL line of `--records`)."""
+
+    id: str
+    modality: str
+    model: str
+    width: int
+    height: int
+    frames: int
+    steps: int
+    arrival: float
+    deadline: float
+    status: str = "queued"
+    start: float | None = None  # first time it ran
+    finish: float | None = None  # when its output existed (or it was cancelled / failed)
+    pauses: int = 0
+    sp_changes: int = 0
+    max_degree: int = 0
+    batch_size: int = 0
+    retries: int = 0
+
+    @property
+    def done(self) -> bool:
+        return self.status == "done"
+
+    @property
+    def latency(self) -> float | None:
+        return None if self.finish is None or not self.done else self.finish - self.arrival
+
+    @property
+    def queue_wait(self) -> float | None:
+        return None if self.start is None else self.start - self.arrival
+
+    @property
+    def met_slo(self) -> bool:
+        return self.done and self.finish is not None and self.finish <= self.deadline + _EPS
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["latency"] = self.latency
+        d["queue_wait"] = self.queue_wait
+        d["met_slo"] = self.met_slo
+        return d
+
+
+@dataclass
+class VideoProgress:
+    """Controller-side state of one live video."""
+
+    request: Request
+    steps_done: int = 0
+    gpus: tuple[int, ...] = ()  # current SP group while running; (leader,) while decoding
+    home_gpu: int | None = None  # where its state lives when paused (last leader)
+    in_flight: bool = False  # a denoising step is running
+    busy_until: float = 0.0  # expected end of the step / decode in flight, else the last boundary time
+    decoding: bool = False
+    ever_ran: bool = False
+    pauses: int = 0
+    sp_changes: int = 0
+    last_degree: int = 0
+    cancel_pending: bool = False
+
+
+@dataclass
+class _RunningBatch:
+    request_ids: tuple[str, ...]
+    gpu: int
+    cancelled: set[str] = field(default_factory=set)
+
+
+class Controller:
+    """Admission, state, rounds and plan application. See the module docstring for how to drive it."""
+
+    def __init__(self, policy, cluster: ClusterSpec, profile, executor: Executor, clock, *, strict: bool = False,
+                 max_paused_per_gpu: int | None = None, step_rounds: str | None = None,
+                 on_finish: Callable[[RequestRecord], None] | None = None) -> None:
+        self.policy = policy
+        self.cluster = cluster
+        self.profile = profile
+        self.executor = executor
+        self.clock = clock
+        self.strict = strict
+        if max_paused_per_gpu is None:
+            opts = getattr(policy, "options", None)
+            max_paused_per_gpu = getattr(opts, "max_paused_per_gpu", None)
+        self.max_paused_per_gpu = max_paused_per_gpu
+        mode = step_rounds or getattr(policy, "step_rounds", "always")
+        if mode not in STEP_ROUNDS:
+            raise ValueError(f"step_rounds must be one of {STEP_ROUNDS}, got {mode!r}")
+        self.step_rounds = mode
+        self.on_finish = on_finish
+        self.policy_name = getattr(policy, "name", type(policy).__name__)
+
+        n = cluster.num_gpus
+        self.requests: dict[str, Request] = {}
+        self.records: dict[str, RequestRecord] = {}
+        self._owner: list[str | None] = [None] * n  # request id (video) or "batch:<k>" holding the GPU
+        self._busy: list[float] = [NEG_INF] * n  # expected end of non-preemptible work (batch, decode)
+        self._free: set[int] = set(range(n))  # GPUs with no owner
+        self._images: dict[str, ImageView] = {}  # queued images, arrival order
+        self._videos: dict[str, VideoProgress] = {}  # live videos (queued, running, paused), arrival order
+        self._views: dict[str, VideoView | None] = {}  # cached views, arrival order
+        self._stale: set[str] = set()  # views to rebuild before the next snapshot
+        self._batches: dict[int, _RunningBatch] = {}
+        self._batch_seq = 0
+        self._boundary: list[str] = []  # videos that reached a step boundary since the last flush
+        self._queued_videos = 0
+        self._paused = 0
+        self._dirty = False
+        self._last_image_arrival: float | None = None
+        self.wake_at: float | None = None
+        self.live = 0
+        # counters
+        self.rounds = 0
+        self.preemptions = 0
+        self.sp_changes = 0
+        self.events = 0
+        executor.attach(self.on_event)
+
+    # ---- admission ---------------------------------------------------------------------------------------
+    def validate(self, request: Request) -> None:
+        """Raise ValidationError / ProfileError unless the request can be served with this profile and cluster."""
+        if request.id in self.requests:
+            raise ValidationError(f"duplicate request id {request.id!r}")
+        if request.status is not _QUEUED:
+            raise ValidationError(f"request {request.id!r} must be queued on submission, is {request.status.value}")
+        prof = self.profile
+        if request.modality is Modality.IMAGE:
+            if request.model not in prof.doc.image_models:
+                raise ProfileError(f"request {request.id!r}: unknown image model {request.model!r}; "
+                                   f"known: {sorted(prof.doc.image_models)}")
+        else:
+            if request.model not in prof.doc.video_models:
+                raise ProfileError(f"request {request.id!r}: unknown video model {request.model!r}; "
+                                   f"known: {sorted(prof.doc.video_models)}")
+        try:
+            prof.isolated_latency(request.modality.value, request.model, request.width, request.height,
+                                  request.frames, request.steps)
+        except ProfileError as e:
+            raise ProfileError(f"request {request.id!r}: {e}") from None
+        if not math.isfinite(request.deadline):
+            raise ValidationError(f"request {request.id!r}: deadline must be finite")
+
+    def submit(self, request: Request) -> None:
+        """Admit a request (its arrival is now, or earlier for a replayed trace). Raises on invalid input."""
+        self.validate(request)
+        rid = request.id
+        self.requests[rid] = request
+        self.records[rid] = RequestRecord(rid, request.modality.value, request.model, request.width, request.height,
+                                          request.frames, request.steps, request.arrival, request.deadline)
+        if request.modality is Modality.IMAGE:
+            self._images[rid] = ImageView(rid, request.model, request.width, request.height, request.steps,
+                                          request.arrival, request.deadline)
+            self._last_image_arrival = request.arrival
+        else:
+            self._videos[rid] = VideoProgress(request)
+            self._views[rid] = None
+            self._stale.add(rid)
+            self._queued_videos += 1
+        self.live += 1
+        self._dirty = True
+
+    def cancel(self, request_id: str) -> bool:
+        """Cancel a live request. Queued and paused requests end now; a running video at its next step boundary
+        (its GPUs are freed then); an image in a running batch when the batch ends (its output is dropped).
+        Returns False when the request is unknown or already finished."""
+        req = self.requests.get(request_id)
+        if req is None or req.status.terminal:
+            return False
+        now = self.clock.now()
+        if req.modality is Modality.IMAGE:
+            if req.status is _QUEUED:
+                del self._images[request_id]
+                self._finish(req, RequestStatus.CANCELLED, now)
+            else:
+                for b in self._batches.values():
+                    if request_id in b.request_ids:
+                        b.cancelled.add(request_id)
+            self._dirty = True
+            return True
+        vp = self._videos[request_id]
+        if req.status is _QUEUED:
+            self._queued_videos -= 1
+            self._drop_video(vp, RequestStatus.CANCELLED, now)
+        elif req.status is _PAUSED:
+            self._paused -= 1
+            self.executor.discard(req, (vp.home_gpu,) if vp.home_gpu is not None else ())
+            self._drop_video(vp, RequestStatus.CANCELLED, now)
+        elif vp.in_flight or vp.decoding:
+            vp.cancel_pending = True
+        else:  # running, at a boundary
+            self._release(vp.gpus)
+            self.executor.discard(req, vp.gpus)
+            self._drop_video(vp, RequestStatus.CANCELLED, now)
+        self._dirty = True
+        return True
+
+    # ---- events ------------------------------------------------------------------------------------------
+    def on_event(self, ev: Event) -> None:
+        """Consume one executor event (call `flush` once all events of the instant are in)."""
+        self.events += 1
+        if type(ev) is StepDone:
+            self._on_step(ev)
+        elif type(ev) is BatchDone:
+            self._on_batch(ev)
+        elif type(ev) is VideoDone:
+            self._on_video_done(ev)
+        elif type(ev) is Failed:
+            self._on_failed(ev)
+        elif type(ev) is Arrival:
+            self.submit(ev.request)
+        else:
+            raise TypeError(f"unknown event {ev!r}")
+
+    def wake(self) -> None:
+        """The time asked for by `wake_at` has come: the next flush runs a round."""
+        self.wake_at = None
+        self._dirty = True
+
+    def _on_step(self, ev: StepDone) -> None:
+        vp = self._videos.get(ev.request_id)
+        if vp is None or not vp.in_flight:
+            raise GenServeError(f"StepDone for {ev.request_id!r}, which has no step in flight")
+        vp.in_flight = False
+        vp.steps_done = ev.step + 1
+        vp.busy_until = ev.time
+        self._stale.add(vp.request.id)
+        req = vp.request
+        if vp.cancel_pending:
+            self._release(vp.gpus)
+            self.executor.discard(req, vp.gpus)
+            self._drop_video(vp, RequestStatus.CANCELLED, ev.time)
+            self._dirty = True
+            return
+        if vp.steps_done >= req.steps:
+            leader = vp.gpus[0]
+            if len(vp.gpus) > 1:
+                self._release(vp.gpus[1:])
+                self._dirty = True
+            vp.gpus = (leader,)
+            vp.decoding = True
+            end = ev.time + self.profile.video_decode(req.model, req.width, req.height, req.frames)
+            vp.busy_until = end
+            self._busy[leader] = end
+            self.executor.decode(req, leader)
+            return
+        self._boundary.append(req.id)
+
+    def _on_video_done(self, ev: VideoDone) -> None:
+        vp = self._videos.get(ev.request_id)
+        if vp is None or not vp.decoding:
+            raise GenServeError(f"VideoDone for {ev.request_id!r}, which is not decoding")
+        self._busy[vp.gpus[0]] = NEG_INF
+        self._release(vp.gpus)
+        status = RequestStatus.CANCELLED if vp.cancel_pending else RequestStatus.DONE
+        self._drop_video(vp, status, ev.time)
+        self._dirty = True
+
+    def _on_batch(self, ev: BatchDone) -> None:
+        key = None
+        for k, b in self._batches.items():
+            if b.gpu == ev.gpu and b.request_ids == tuple(ev.request_ids):
+                key = k
+                break
+        if key is None:
+            raise GenServeError(f"BatchDone on GPU {ev.gpu} for {ev.request_ids}, which is not running there")
+        b = self._batches.pop(key)
+        self._busy[b.gpu] = NEG_INF
+        self._release((b.gpu,))
+        for rid in b.request_ids:
+            req = self.requests[rid]
+            self._finish(req, RequestStatus.CANCELLED if rid in b.cancelled else RequestStatus.DONE, ev.time)
+        self._dirty = True
+
+    def _on_failed(self, ev: Failed) -> None:
+        now = ev.time
+        for rid in ev.request_ids:
+            req = self.requests.get(rid)
+            if req is None or req.status.terminal:
+                continue
+            rec = self.records[rid]
+            if req.modality is Modality.IMAGE:
+                for k, b in list(self._batches.items()):
+                    if rid in b.request_ids:
+                        self._busy[b.gpu] = NEG_INF
+                        self._release((b.gpu,))
+                        del self._batches[k]
+                        for other in b.request_ids:
+                            if other != rid:
+                                self._requeue_image(self.requests[other], now, True)
+                self._requeue_image(req, now, ev.retryable)
+            else:
+                vp = self._videos[rid]
+                if req.status is _RUNNING:
+                    self._release(vp.gpus)
+                    if vp.decoding:
+                        self._busy[vp.gpus[0]] = NEG_INF
+                elif req.status is _PAUSED:
+                    self._paused -= 1
+                if ev.retryable and req.status is _RUNNING:
+                    req.transition(_QUEUED, now)
+                    self._queued_videos += 1
+                    rec.retries += 1
+                    self._videos[rid] = VideoProgress(req)
+                    self._stale.add(rid)
+                else:
+                    self._drop_video(vp, RequestStatus.FAILED, now)
+        self._dirty = True
+
+    def _requeue_image(self, req: Request, now: float, retryable: bool) -> None:
+        if req.status.terminal:
+            return
+        if retryable and req.status is _RUNNING:
+            req.transition(_QUEUED, now)
+            self.records[req.id].retries += 1
+            self._images[req.id] = ImageView(req.id, req.model, req.width, req.height, req.steps, req.arrival,
+                                             req.deadline)
+        else:
+            self._finish(req, RequestStatus.FAILED, now)
+
+    # ---- bookkeeping ---------------------------------------------------------------------------------------
+    def _release(self, gpus: Iterable[int]) -> None:
+        for g in gpus:
+            self._owner[g] = None
+            self._free.add(g)
+
+    def _claim(self, gpus: Iterable[int], owner: str) -> None:
+        for g in gpus:
+            self._owner[g] = owner
+            self._free.discard(g)
+
+    def _finish(self, req: Request, status: RequestStatus, now: float) -> None:
+        req.transition(status, now)
+        rec = self.records[req.id]
+        rec.status = status.value
+        rec.finish = now
+        self.live -= 1
+        if self.on_finish is not None:
+            self.on_finish(rec)
+
+    def _drop_video(self, vp: VideoProgress, status: RequestStatus, now: float) -> None:
+        rid = vp.request.id
+        rec = self.records[rid]
+        rec.pauses = vp.pauses
+        rec.sp_changes = vp.sp_changes
+        del self._videos[rid]
+        self._views.pop(rid, None)
+        self._stale.discard(rid)
+        self._finish(vp.request, status, now)
+
+    # ---- rounds --------------------------------------------------------------------------------------------
+    def round_due(self) -> bool:
+        if self._dirty:
+            return True
+        if not self._boundary:
+            return False
+        mode = self.step_rounds
+        if mode == "always":
+            return True
+        if mode == "when_waiting":
+            return bool(self._images) or self._queued_videos > 0 or self._paused > 0
+        return False
+
+    def flush(self) -> None:
+        """Run a round if one is due, then let every video still at a boundary continue where it is."""
+        if self.round_due():
+            self.round()
+        if self._boundary:
+            now = self.clock.now()
+            for rid in self._boundary:
+                vp = self._videos.get(rid)
+                if vp is not None and not vp.in_flight and not vp.decoding and vp.request.status is _RUNNING:
+                    self._run_step(vp, vp.gpus, now)
+            self._boundary.clear()
+
+    def snapshot(self) -> Snapshot:
+        now = self.clock.now()
+        views = self._views
+        if self._stale:
+            videos = self._videos
+            for rid in self._stale:
+                if rid in videos:
+                    views[rid] = self._view(videos[rid])
+            self._stale.clear()
+        busy = tuple(b if (b > now or b == NEG_INF or self._owner[g] is None) else now + _EPS
+                     for g, b in enumerate(self._busy))
+        return Snapshot(now=now, cluster=self.cluster, profile=self.profile, images=tuple(self._images.values()),
+                        videos=tuple(views.values()), busy_until=busy, last_image_arrival=self._last_image_arrival,
+                        info={"round": self.rounds, "policy": self.policy_name})
+
+    @staticmethod
+    def _view(vp: VideoProgress) -> VideoView:
+        r = vp.request
+        return VideoView(r.id, r.model, r.width, r.height, r.frames, r.steps, vp.steps_done, r.arrival, r.deadline,
+                         r.status, vp.gpus if r.status is _RUNNING else (), vp.home_gpu, vp.busy_until, vp.decoding,
+                         vp.pauses, vp.sp_changes)
+
+    def round(self) -> Plan:
+        """Snapshot, plan, apply. Returns the plan (for tests and tracing)."""
+        self._dirty = False
+        self.rounds += 1
+        snap = self.snapshot()
+        plan = self.policy.plan(snap)
+        if not isinstance(plan, Plan):
+            raise PlanError(f"policy {self.policy_name} returned {type(plan).__name__}, not a Plan")
+        if self.strict:
+            from genserve.scheduling.validate import plan_violations
+
+            bad = plan_violations(snap, plan, self.max_paused_per_gpu)
+            if bad:
+                raise PlanError(f"policy {self.policy_name} returned an invalid plan at t={snap.now:.6f}: "
+                                + "; ".join(bad[:5]) + (f" (+{len(bad) - 5} more)" if len(bad) > 5 else ""))
+        self._apply(plan, snap.now)
+        wake = plan.wake_at
+        if wake is not None and wake > snap.now:
+            self.wake_at = wake if self.wake_at is None or self.wake_at <= snap.now else min(self.wake_at, wake)
+        return plan
+
+    def _err(self, now: float, msg: str) -> PlanError:
+        return PlanError(f"policy {self.policy_name} returned an invalid plan at t={now:.6f}: {msg}")
+
+    def _apply(self, plan: Plan, now: float) -> None:
+        """Two phases: decide every operation (raising PlanError on a broken plan, state untouched), then do them."""
+        actions = plan.actions
+        cluster = self.cluster
+        free = set(self._free)
+        claimed: set[int] = set()
+        pauses: list[VideoProgress] = []
+        steps: list[tuple[VideoProgress, tuple[int, ...]]] = []
+        moves: list[tuple[VideoProgress, tuple[int, ...]]] = []
+        launches: list[tuple[VideoProgress, tuple[int, ...]]] = []
+        batches: list[tuple[tuple[str, ...], int]] = []
+
+        def check_group(rid: str, gpus: tuple[int, ...]) -> None:
+            if not cluster.is_valid_group(gpus):
+                raise self._err(now, f"video {rid}: {gpus} is not an aligned SP group of a valid degree")
+            for g in gpus:
+                if g in claimed:
+                    raise self._err(now, f"GPU {g} is assigned twice")
+
+        for rid in actions:
+            if rid not in self._videos and rid not in self._images:
+                raise self._err(now, f"action for unknown or finished request {rid}")
+
+        # 1. videos at a step boundary: pause, continue, or move
+        for rid in self._boundary:
+            vp = self._videos.get(rid)
+            if vp is None or vp.in_flight or vp.request.status is not _RUNNING:
+                continue
+            a = actions.get(rid)
+            kind = _CONTINUE if a is None else a.kind
+            if kind is _HOLD:
+                pauses.append(vp)
+                free.update(vp.gpus)
+            elif kind is _CONTINUE:
+                if a is not None and a.gpus != vp.gpus:
+                    raise self._err(now, f"video {rid}: continue must keep its GPUs {vp.gpus}, got {a.gpus}")
+                steps.append((vp, vp.gpus))
+                claimed.update(vp.gpus)
+            elif kind is _RECONFIGURE:
+                check_group(rid, a.gpus)
+                moves.append((vp, a.gpus))
+                free.update(vp.gpus)
+            else:
+                raise self._err(now, f"video {rid} (running) cannot {kind.value}")
+        for vp, target in moves:
+            if not claimed.isdisjoint(target):
+                raise self._err(now, f"video {vp.request.id}: GPUs of {target} are assigned twice")
+            claimed.update(target)
+        while moves:  # moves whose targets are free now (possibly freed by another move) go first
+            ready = [(vp, t) for vp, t in moves if free.issuperset(t)]
+            if not ready:
+                break
+            for vp, target in ready:
+                free.difference_update(target)
+                steps.append((vp, target))
+            moves = [(vp, t) for vp, t in moves if not any(vp is r for r, _ in ready)]
+        for vp, target in moves:  # target still busy (a mid-step video, a batch): stay, or pause if taken
+            if free.issuperset(vp.gpus):
+                free.difference_update(vp.gpus)
+                steps.append((vp, vp.gpus))
+            else:
+                pauses.append(vp)
+
+        # 2. every other live request: check kinds; launch what fits now
+        for rid, a in actions.items():
+            kind = a.kind
+            if kind is _BATCH:
+                continue
+            vp = self._videos.get(rid)
+            if kind is _HOLD:
+                if vp is not None and vp.decoding:
+                    raise self._err(now, f"video {rid} is decoding and must continue on {vp.gpus}")
+                continue
+            if vp is None:
+                raise self._err(now, f"image {rid} cannot {kind.value}")
+            status = vp.request.status
+            if status is _RUNNING:
+                if kind is _CONTINUE:
+                    if a.gpus != vp.gpus:
+                        raise self._err(now, f"video {rid}: continue must keep its GPUs {vp.gpus}, got {a.gpus}")
+                    if vp.in_flight or vp.decoding:
+                        claimed.update(vp.gpus)
+                elif kind is _RECONFIGURE:
+                    if vp.decoding:
+                        raise self._err(now, f"video {rid} is decoding and must continue on {vp.gpus}")
+                    if vp.in_flight:
+                        check_group(rid, a.gpus)
+                        claimed.update(a.gpus)  # reserved on paper; re-decided at its boundary
+                else:
+                    raise self._err(now, f"video {rid} (running) cannot {kind.value}")
+                continue
+            if (status is _QUEUED and kind is not _START) or (status is _PAUSED and kind is not _RESUME):
+                raise self._err(now, f"video {rid} ({status.value}) cannot {kind.value}")
+            check_group(rid, a.gpus)
+            claimed.update(a.gpus)
+            if free.issuperset(a.gpus):
+                free.difference_update(a.gpus)
+                launches.append((vp, a.gpus))
+        max_batch_cache: dict[str, int] = {}
+        for i, b in enumerate(plan.batches):
+            ids = b.request_ids
+            if not ids:
+                raise self._err(now, f"batch {i} is empty")
+            first = self._images.get(ids[0])
+            for rid in ids:
+                im = self._images.get(rid)
+                if im is None:
+                    raise self._err(now, f"batch {i} holds {rid}, which is not a queued image")
+                if (im.model, im.width, im.height) != (first.model, first.width, first.height):
+                    raise self._err(now, f"batch {i} mixes resolutions or models")
+            mb = max_batch_cache.get(first.model)
+            if mb is None:
+                mb = max_batch_cache[first.model] = self.profile.max_batch(first.model)
+            if len(ids) > mb or len(set(ids)) != len(ids):
+                raise self._err(now, f"batch {i} has {len(ids)} images (profiled maximum {mb}) or repeats one")
+            g = b.gpu
+            if not 0 <= g < cluster.num_gpus:
+                raise self._err(now, f"batch {i}: GPU {g} does not exist")
+            if g in claimed:
+                raise self._err(now, f"GPU {g} is assigned twice")
+            claimed.add(g)
+            if g in free:
+                free.discard(g)
+                batches.append((ids, g))
+
+        # 3. do it (nothing above changed state)
+        for vp in pauses:
+            self._pause(vp, now)
+        for vp, gpus in steps:
+            self._run_step(vp, gpus, now)
+        for vp, gpus in launches:
+            if vp.request.status is _PAUSED:
+                self._paused -= 1
+            else:
+                self._queued_videos -= 1
+            self._run_step(vp, gpus, now)
+        for ids, g in batches:
+            self._start_batch(ids, g, now)
+        self._boundary.clear()
+
+    def _pause(self, vp: VideoProgress, now: float) -> None:
+        req = vp.request
+        leader = vp.gpus[0]
+        self._release(vp.gpus)
+        req.transition(_PAUSED, now)
+        vp.home_gpu = leader
+        vp.pauses += 1
+        self.preemptions += 1
+        self._paused += 1
+        self._stale.add(req.id)
+        self.executor.pause(req, leader)
+
+    def _run_step(self, vp: VideoProgress, gpus: tuple[int, ...], now: float) -> None:
+        req = vp.request
+        p = len(gpus)
+        prof = self.profile
+        dur = prof.video_step(req.model, req.width, req.height, req.frames, p)
+        source = None
+        if not vp.ever_ran:
+            setup = StepSetup.FRESH
+            dur += prof.text_encode(req.model)
+            req.transition(_RUNNING, now)
+            rec = self.records[req.id]
+            rec.start = now
+            vp.ever_ran = True
+        elif req.status is _PAUSED:
+            setup = StepSetup.RESUME
+            source = vp.home_gpu
+            dur += prof.resume_cost(req.model, p)
+            req.transition(_RUNNING, now)
+        elif gpus != vp.gpus:
+            setup = StepSetup.RECONFIGURE
+            source = vp.gpus[0]
+            dur += prof.reconfigure_cost(req.model, p)
+            self._release(vp.gpus)
+        else:
+            setup = StepSetup.CONTINUE
+        if vp.last_degree and p != vp.last_degree:
+            vp.sp_changes += 1
+            self.sp_changes += 1
+        vp.last_degree = p
+        rec = self.records[req.id]
+        if p > rec.max_degree:
+            rec.max_degree = p
+        if setup is not StepSetup.CONTINUE:
+            self._claim(gpus, req.id)
+            vp.gpus = gpus
+            self._stale.add(req.id)
+        vp.home_gpu = gpus[0]
+        vp.in_flight = True
+        vp.busy_until = now + dur
+        self.executor.run_step(req, vp.steps_done, gpus, setup, source)
+
+    def _start_batch(self, ids: tuple[str, ...], gpu: int, now: float) -> None:
+        reqs = []
+        for rid in ids:
+            del self._images[rid]
+            req = self.requests[rid]
+            req.transition(_RUNNING, now)
+            rec = self.records[rid]
+            rec.start = now
+            rec.batch_size = len(ids)
+            rec.max_degree = 1
+            reqs.append(req)
+        first = reqs[0]
+        self._batch_seq += 1
+        self._batches[self._batch_seq] = _RunningBatch(ids, gpu)
+        self._claim((gpu,), f"batch:{self._batch_seq}")
+        self._busy[gpu] = now + self.profile.image_latency(first.model, first.width, first.height, len(ids),
+                                                            first.steps)
+        self.executor.start_batch(reqs, gpu)
+
+    # ---- read-only views -------------------------------------------------------------------------------------
+    @property
+    def idle(self) -> bool:
+        """No live request at all."""
+        return self.live == 0
+
+    def queued(self) -> int:
+        return len(self._images) + self._queued_videos
+
+    def free_gpus(self) -> list[int]:
+        return sorted(self._free)
