@@ -1,0 +1,397 @@
+"""The GenServe policy: one DP over preemption, elastic sequence parallelism and image batching.
+
+Each round (a pure function of the snapshot):
+1. classify GPUs: locked (a decoding video), held by a running video, busy finishing an image batch, free;
+2. image side: EDF batching onto GPU slots gives the best image plan B*(g) for every budget g (images.py);
+3. video side: per video a few candidates anchored to concrete aligned groups (hold / continue / one degree down /
+   one degree up / resume or start at any degree around its anchor), valued (recoverable, 1/(1+|laxity|));
+4. the tree DP (solver.py) gives the best video value for every GPU count k, exactly under the no-shared-GPU rule,
+   the paused-per-GPU limit and the tail guard;
+5. for every k, the images get the GPUs the videos leave; the best total (requests meeting their deadlines, then
+   score) wins; the choice is backtracked and materialised as Plan actions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from genserve.core.plan import HOLD, Action, ActionKind, Plan
+from genserve.core.request import RequestStatus
+from genserve.core.snapshot import Snapshot, VideoView
+from genserve.scheduling.dp.images import ImageTable, plan_images
+from genserve.scheduling.dp.solver import VideoOptions, build_tree, solve
+from genserve.scheduling.dp.tuning import DEFAULT, Tuning
+from genserve.scheduling.options import PolicyOptions
+
+INF = float("inf")
+
+
+@dataclass
+class _Cand:
+    kind: ActionKind
+    block: tuple[int, ...]
+    finish: float
+    count: int
+    score: float
+
+
+class _Round:
+    """Everything derived from one snapshot."""
+
+    def __init__(self, snap: Snapshot, options: PolicyOptions, tuning: Tuning) -> None:
+        self.snap = snap
+        self.opt = options
+        self.tun = tuning
+        self.now = now = snap.now
+        self.cluster = cl = snap.cluster
+        self.profile = snap.profile
+        n = self.n = cl.num_gpus
+        self.owner = [-1] * n  # running (non-decoding) video index holding the GPU
+        self.locked = [False] * n
+        self.videos = list(snap.videos)
+        for i, v in enumerate(self.videos):
+            if v.status is RequestStatus.RUNNING:
+                for g in v.gpus:
+                    if v.decoding:
+                        self.locked[g] = True
+                    else:
+                        self.owner[g] = i
+        bu = snap.busy_until
+        # GPUs a video may take this round: its own, another running video's, or idle ones
+        self.veligible = [not self.locked[g] and (self.owner[g] >= 0 or bu[g] <= now) for g in range(n)]
+        self.free = [self.veligible[g] and self.owner[g] < 0 for g in range(n)]
+        # when each GPU could start an image if no video keeps it
+        self.avail = [0.0] * n
+        for g in range(n):
+            o = self.owner[g]
+            if self.locked[g]:
+                self.avail[g] = INF
+            elif o >= 0:
+                self.avail[g] = max(now, self.videos[o].busy_until, bu[g])
+            else:
+                self.avail[g] = max(now, bu[g])
+        self.step_end = [max(now, v.busy_until) for v in self.videos]
+        self.image_active = (snap.last_image_arrival is not None
+                             and now - snap.last_image_arrival < options.idle_resume_s)
+
+    # ---- video timing --------------------------------------------------------------------------------
+    def degrees(self, v: VideoView) -> list[int]:
+        usable = self.cluster.usable_degrees
+        prof = set(self.profile.degrees(v.model))
+        return [p for p in usable if p in prof]
+
+    def t_step(self, v: VideoView, p: int) -> float:
+        return self.profile.video_step(v.model, v.width, v.height, v.frames, p)
+
+    def decode(self, v: VideoView) -> float:
+        return self.profile.video_decode(v.model, v.width, v.height, v.frames)
+
+    def block_start(self, vi: int, block: tuple[int, ...]) -> float:
+        """Earliest time video vi could run on `block`: other occupants first finish their in-flight step."""
+        t = self.now
+        for g in block:
+            o = self.owner[g]
+            if o >= 0 and o != vi:
+                t = max(t, self.step_end[o])
+        return t
+
+    def finish(self, vi: int, block: tuple[int, ...]) -> float:
+        v = self.videos[vi]
+        p = len(block)
+        rem = v.remaining_steps
+        dec = self.decode(v)
+        if v.status is RequestStatus.RUNNING:
+            t0 = self.step_end[vi]
+            r = max(0, rem - 1) if v.busy_until > self.now else rem
+            if block == v.gpus:
+                return t0 + r * self.t_step(v, p) + dec
+            t = max(t0, self.block_start(vi, block))
+            return t + self.profile.reconfigure_cost(v.model, p) + r * self.t_step(v, p) + dec
+        t = self.block_start(vi, block)
+        if v.status is RequestStatus.PAUSED:
+            t += self.profile.resume_cost(v.model, p)
+        else:
+            t += self.profile.text_encode(v.model)
+        return t + rem * self.t_step(v, p) + dec
+
+    def best_finish(self, v: VideoView) -> float:
+        """Finish if it ran from now at its fastest degree (the most optimistic estimate)."""
+        rem = v.remaining_steps
+        return self.now + rem * min(self.t_step(v, p) for p in self.degrees(v)) + self.decode(v)
+
+    def budget_tight(self, v: VideoView) -> bool:
+        """The paper's resume trigger: time to deadline below the remaining time at SP 1."""
+        return v.deadline - self.now < v.remaining_steps * self.t_step(v, 1) + self.decode(v)
+
+    def value(self, v: VideoView, finish: float) -> tuple[int, float]:
+        lax = v.deadline - finish
+        if lax >= 0:
+            if self.tun.prefer_fast:
+                return 1, 0.5 + 0.5 / (1.0 + (finish - self.now))
+            return 1, 1.0 / (1.0 + lax)
+        s = self.tun.lost_video_score / (1.0 - lax)
+        if self.tun.age_weight:
+            s += self.tun.age_weight * min(1.0, (self.now - v.arrival) / max(1e-9, v.deadline - v.arrival) / 10)
+        return 0, s
+
+
+class GenServePolicy:
+    """`genserve`: the SLO-aware DP scheduler (spec sections 3-5), with a tail guard."""
+
+    name = "genserve"
+
+    def __init__(self, options: PolicyOptions | None = None, tuning: Tuning | None = None) -> None:
+        self.options = options or PolicyOptions()
+        self.tuning = tuning or DEFAULT
+        self.preemptive = bool(self.options.preemption)
+        self.batching = self.options.batching_or(True)
+
+    def plan(self, snapshot: Snapshot) -> Plan:
+        r = _Round(snapshot, self.options, self.tuning)
+        if not self.options.dp:
+            from genserve.scheduling.dp.greedy import greedy_plan
+
+            return greedy_plan(r, self.batching)
+        return _dp_plan(r, self.batching)
+
+
+# ---- the DP round -------------------------------------------------------------------------------------
+def _dp_plan(r: _Round, batching: bool) -> Plan:
+    opt, tun, cl = r.opt, r.tun, r.cluster
+    videos = r.videos
+    nv = len(videos)
+    big = 2.0 * (nv + len(r.snap.images) + 2)  # value = count * big + score, score sums stay below big
+    elastic = opt.elastic_sp
+    limit = max(0, opt.max_paused_per_gpu)
+    tree = build_tree(cl.num_gpus, cl.gpus_per_node, cl.sp_degrees)
+    groups_of = {p: set(cl.groups(p)) for p in cl.usable_degrees}
+
+    def block_around(g: int, p: int) -> tuple[int, ...] | None:
+        s = g - g % p
+        b = tuple(range(s, s + p))
+        return b if b in groups_of.get(p, ()) else None
+
+    def eligible(b: tuple[int, ...]) -> bool:
+        return all(r.veligible[g] for g in b)
+
+    cands: list[list[_Cand]] = [[] for _ in range(nv)]
+    hold_val: list[tuple[int, float]] = [(0, 0.0)] * nv
+    anchor: list[int | None] = [None] * nv
+    fixed: dict[int, Action] = {}
+    paused_home: dict[int, list[int]] = {}
+
+    def add(vi: int, kind: ActionKind, block: tuple[int, ...]) -> None:
+        f = r.finish(vi, block)
+        c, s = r.value(videos[vi], f)
+        cands[vi].append(_Cand(kind, block, f, c, s))
+
+    def hold_value(v: VideoView, p_ref: int) -> tuple[int, float]:
+        if not tun.hold_counts:
+            return 0, 0.0
+        f = r.now + tun.hold_horizon_s + v.remaining_steps * r.t_step(v, p_ref) + r.decode(v)
+        return (1, 0.0) if f <= v.deadline else (0, 0.0)
+
+    pool: list[int] = []
+    for vi, v in enumerate(videos):
+        degs = r.degrees(v)
+        if v.status is RequestStatus.RUNNING:
+            if v.decoding:
+                fixed[vi] = Action(ActionKind.CONTINUE, v.gpus)
+                continue
+            anchor[vi] = v.gpus[0]
+            p = len(v.gpus)
+            if cl.is_valid_group(v.gpus):
+                add(vi, ActionKind.CONTINUE, tuple(v.gpus))
+            if elastic:
+                lower = [q for q in degs if q < p]
+                higher = [q for q in degs if q > p]
+                if lower:
+                    b = block_around(v.gpus[0], lower[-1])
+                    if b:
+                        add(vi, ActionKind.RECONFIGURE, b)
+                if higher:
+                    b = block_around(min(v.gpus), higher[0])
+                    if b and set(v.gpus) <= set(b) and eligible(b):
+                        tight = r.value(v, r.finish(vi, tuple(v.gpus)))[0] == 0
+                        if not (tun.gate_scale_up and r.image_active and not tight):
+                            add(vi, ActionKind.RECONFIGURE, b)
+            hold_val[vi] = hold_value(v, p)
+        elif v.status is RequestStatus.PAUSED:
+            h = v.home_gpu
+            if h is not None:
+                paused_home.setdefault(h, []).append(vi)
+            hold_val[vi] = hold_value(v, 1)
+            if tun.gate_resume and r.image_active and not r.budget_tight(v):
+                continue
+            if h is not None and 0 <= h < r.n and r.veligible[h]:
+                anchor[vi] = h
+            else:
+                pool.append(vi)
+        else:
+            hold_val[vi] = hold_value(v, 1)
+            pool.append(vi)
+
+    # pool videos (queued, or paused with an unusable home): allocate an anchor in EDF order, best fit
+    _anchor_pool(r, pool, anchor, block_around, groups_of)
+
+    for vi in range(nv):
+        if vi in fixed or anchor[vi] is None:
+            continue
+        v = videos[vi]
+        if v.status is RequestStatus.RUNNING:
+            continue
+        kind = ActionKind.RESUME if v.status is RequestStatus.PAUSED else ActionKind.START
+        degs = r.degrees(v) if elastic else [1]
+        for q in degs:
+            b = block_around(anchor[vi], q)
+            if b and eligible(b):
+                add(vi, kind, b)
+
+    # leaf constraints: paused-per-GPU limit, no preemption, tail guard
+    must: dict[int, set[int]] = {}
+
+    def require(g: int, allowed: set[int]) -> None:
+        must[g] = must[g] & allowed if g in must else set(allowed)
+
+    for vi, v in enumerate(videos):
+        if v.status is not RequestStatus.RUNNING or vi in fixed or anchor[vi] is None:
+            continue
+        L = v.gpus[0]
+        homed = [u for u in paused_home.get(L, []) if anchor[u] == L]
+        if not opt.preemption or len(paused_home.get(L, [])) >= limit:
+            require(L, {vi} | (set(homed) if opt.preemption else set()))
+    soft: dict[int, set[int]] = {}
+    if opt.tail_guard:
+        for vi, v in enumerate(videos):
+            if (v.status is RequestStatus.RUNNING and vi not in fixed and anchor[vi] is not None
+                    and v.pauses >= tun.max_pauses):
+                soft[v.gpus[0]] = {vi}
+
+    options = []
+    for vi in range(nv):
+        hc, hs = hold_val[vi]
+        options.append(VideoOptions(hc * big + hs, [(c.block, c.count * big + c.score) for c in cands[vi]]))
+
+    sol = None
+    if soft:
+        merged = {g: set(s) for g, s in must.items()}
+        for g, s in soft.items():
+            merged[g] = merged[g] & s if g in merged else set(s)
+        if all(merged.values()):
+            sol = solve(tree, r.n, options, {g: frozenset(s) for g, s in merged.items()})
+    if sol is None:
+        sol = solve(tree, r.n, options, {g: frozenset(s) for g, s in must.items()})
+    if sol is None:
+        sol = solve(tree, r.n, options, {})
+
+    # images: slots left by each video solution; branch and bound over k with an optimistic image bound
+    table = ImageTable(r.snap.images, r.profile, r.now, batching, tun.lost_image_score)
+    img_gpus = [g for g in range(r.n) if not r.locked[g]]
+    all_slots = sorted((r.avail[g], g) for g in img_gpus)
+    if table.images:
+        _, ub_c, ub_s = plan_images(table, all_slots)
+    else:
+        ub_c, ub_s = [0], [0.0]
+
+    def img_bound(budget: int) -> float:
+        j = min(budget, len(ub_c) - 1)
+        return ub_c[j] * big + ub_s[j]
+
+    locked_n = r.n - len(img_gpus)
+    order = sorted(sol.best.items(), key=lambda kv: -(kv[1] + img_bound(r.n - locked_n - kv[0])))
+    best = None
+    for k, vval in order:
+        bound = vval + img_bound(r.n - locked_n - k)
+        if best is not None and bound <= best[0] + 1e-9:
+            break
+        choice = sol.choose(k)
+        used = set()
+        for vi, ci in choice.items():
+            used.update(cands[vi][ci].block)
+        if table.images:
+            slots = [(t, g) for t, g in all_slots if g not in used]
+            batches, c, s = plan_images(table, slots)
+            ival = c[-1] * big + s[-1]
+        else:
+            batches, ival = [], 0.0
+        total = vval + ival
+        if best is None or total > best[0] + 1e-9:
+            best = (total, choice, batches)
+
+    plan = Plan()
+    _, choice, batches = best
+    for vi, v in enumerate(videos):
+        if vi in fixed:
+            plan.actions[v.id] = fixed[vi]
+        elif vi in choice:
+            c = cands[vi][choice[vi]]
+            kind = c.kind
+            if kind is ActionKind.RECONFIGURE and c.block == tuple(v.gpus):
+                kind = ActionKind.CONTINUE
+            plan.actions[v.id] = Action(kind, c.block)
+        else:
+            plan.actions[v.id] = HOLD
+    for im in r.snap.images:
+        plan.actions[im.id] = HOLD
+    for b in batches:
+        plan.add_batch(b.ids, b.gpu)
+    return plan
+
+
+def _anchor_pool(r: _Round, pool: list[int], anchor: list, block_around, groups_of) -> None:
+    videos = r.videos
+    free = list(r.free)
+    # paused videos anchored at home keep their home block out of the pool
+    for vi, a in enumerate(anchor):
+        if a is not None and videos[vi].status is RequestStatus.PAUSED:
+            free[a] = False
+    pool = sorted(pool, key=lambda vi: (videos[vi].deadline, videos[vi].arrival, videos[vi].id))
+    used_victims: set[int] = set()
+    for vi in pool:
+        v = videos[vi]
+        degs = r.degrees(v) if r.opt.elastic_sp else [1]
+        want = degs[-1]
+        for q in degs:
+            b0 = None
+            for b in groups_of.get(q, ()):
+                b0 = b
+                break
+            if b0 is None:
+                continue
+            t = r.now + r.profile.text_encode(v.model) + v.remaining_steps * r.t_step(v, q) + r.decode(v)
+            if t <= v.deadline:
+                want = q
+                break
+        got = None
+        for q in [q for q in degs if q <= want][::-1]:
+            best = None
+            for b in groups_of.get(q, ()):
+                if all(free[g] for g in b):
+                    # best fit: the fullest enclosing node-level region first, keeps big blocks whole
+                    top = block_around(b[0], max(r.cluster.usable_degrees)) or b
+                    fill = sum(1 for g in top if not free[g])
+                    key = (-fill, b[0])
+                    if best is None or key < best[0]:
+                        best = (key, b)
+            if best is not None:
+                got = best[1]
+                break
+        if got is not None:
+            anchor[vi] = got[0]
+            for g in got:
+                free[g] = False
+            continue
+        if not r.opt.preemption:
+            continue
+        # no free GPU: anchor at the running video with the most slack (the paper's victim order)
+        victims = []
+        for ui, u in enumerate(videos):
+            if u.status is RequestStatus.RUNNING and not u.decoding and ui not in used_victims and u.gpus:
+                slack = u.deadline - r.finish(ui, tuple(u.gpus))
+                if slack > 0:
+                    victims.append((-slack, u.id, ui))
+        if victims:
+            victims.sort()
+            ui = victims[0][2]
+            used_victims.add(ui)
+            anchor[vi] = videos[ui].gpus[0]
