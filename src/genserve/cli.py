@@ -9,12 +9,14 @@ import typer
 
 from genserve.bench import app as bench_app
 from genserve.core.errors import GenServeError
+from genserve.sim.cli import simulate as simulate_cmd
 
 app = typer.Typer(help="SLO-aware co-serving of text-to-image and text-to-video diffusion models.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 trace_app = typer.Typer(help="Generate and check request traces (JSONL).", no_args_is_help=True)
 app.add_typer(trace_app, name="trace")
 app.add_typer(bench_app, name="bench")
+app.command("simulate")(simulate_cmd)
 
 
 def fail(message: str) -> None:
@@ -96,7 +98,43 @@ def profile_show(profile: str = typer.Argument("paper", help="Bundled name or JS
 
 
 def main() -> None:
-    app()
+    """Entry point. Bad option names or values give one line `error: ...` and exit status 2, never a traceback."""
+    import sys
+
+    usage, no_args, abort = _click_errors()
+    try:
+        rc = app(standalone_mode=False)
+    except no_args as e:
+        e.show()
+        rc = e.exit_code
+    except usage as e:
+        typer.echo(f"error: {' '.join(e.format_message().split())}", err=True)
+        rc = 2
+    except abort:
+        typer.echo("aborted", err=True)
+        rc = 1
+    sys.exit(rc if isinstance(rc, int) else 0)
+
+
+def _click_errors() -> tuple[tuple[type, ...], tuple[type, ...], tuple[type, ...]]:
+    """Usage, no-args-help and abort exception types of click and of the click copy newer typer vendors."""
+    mods = []
+    try:
+        import click.exceptions
+
+        mods.append(click.exceptions)
+    except ImportError:  # pragma: no cover
+        pass
+    try:
+        from typer._click import exceptions as vendored
+
+        mods.append(vendored)
+    except ImportError:  # pragma: no cover
+        pass
+    usage = tuple(m.UsageError for m in mods)
+    no_args = tuple(m.NoArgsIsHelpError for m in mods if hasattr(m, "NoArgsIsHelpError"))
+    abort = tuple(m.Abort for m in mods if hasattr(m, "Abort")) + (typer.Abort,)
+    return usage, no_args, abort
 
 
 if __name__ == "__main__":
