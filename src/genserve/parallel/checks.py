@@ -121,9 +121,16 @@ def rank_registry(rank: int, world: int, gpus_per_node: int) -> dict:
     t0 = time.perf_counter()
     for _ in range(1000):
         reg.group((0, 1))
-    lookup_us = (time.perf_counter() - t0) * 1000
+    lookup_us = (time.perf_counter() - t0) * 1000  # 1000 lookups: ms total == us per lookup
+    invalid = []
+    for bad in [(1, 2), (0, 2), (0, 1, 2)]:
+        try:
+            reg.group(bad)
+        except KeyError:
+            invalid.append(bad)
     return {"groups": sorted(g.ranks for g in reg.groups()), "sums": sums, "build_s": build_s,
-            "lookup_us": lookup_us}
+            "lookup_us": lookup_us, "rejected": invalid,
+            "same_object": reg.group((1, 0)) is reg.group((0, 1))}
 
 
 def rank_sp_equivalence(rank: int, world: int, cases: list[dict]) -> list[dict]:
@@ -171,6 +178,7 @@ def rank_elastic_loop(rank: int, world: int, plan: list, steps: int, shape: tupl
     paused bytes) to the new group with move_state; a pause packs the state to bytes on the leader and every
     rank drops its live copy. The last rank also runs the same video uninterrupted at SP 1 as the reference.
     """
+    t_start = time.perf_counter()
     reg = GroupRegistry(ClusterSpec(num_gpus=world, gpus_per_node=world))
     model = tiny_wan(heads=heads)
     frames, height, width = shape
@@ -215,5 +223,17 @@ def rank_elastic_loop(rank: int, world: int, plan: list, steps: int, shape: tupl
         for _ in range(steps):
             ref = denoise_step(model, ref, None)
         out["reference"] = ref["latents"]
+    out["wall_s"] = time.perf_counter() - t_start
     dist.barrier()
     return out
+
+
+def rank_fail(rank: int, world: int, how: str) -> None:
+    """For launcher tests: rank 1 raises ('raise') or blocks forever in a collective the others skip ('hang')."""
+    if rank == 1:
+        if how == "raise":
+            raise ValueError("deliberate failure on rank 1")
+        if how == "hang":
+            dist.recv(torch.empty(1), src=0)  # nobody sends
+    time.sleep(0.2 if how == "raise" else 60)
+    return None

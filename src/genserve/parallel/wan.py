@@ -11,8 +11,6 @@ just a call with another group: nothing is bound to a group.
 
 from __future__ import annotations
 
-import threading
-
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -23,10 +21,19 @@ from genserve.parallel.groups import SPGroup
 __all__ = ["SPWanAttnProcessor", "install_sp_processors", "sp_forward"]
 
 
-class _SPContext(threading.local):
-    group: SPGroup | None = None
-    valid_len: int = 0
-    mode: str = "auto"
+class _SPContext:
+    """What the SP processors of one transformer need during an `sp_forward` call (None group outside it).
+
+    One forward at a time per transformer (a worker runs its steps sequentially). Copies and pickles of a model
+    get a fresh, inactive context (process groups cannot be pickled)."""
+
+    def __init__(self) -> None:
+        self.group: SPGroup | None = None
+        self.valid_len = 0
+        self.mode = "auto"
+
+    def __reduce__(self):
+        return (_SPContext, ())
 
 
 class SPWanAttnProcessor:
