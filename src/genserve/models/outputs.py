@@ -62,7 +62,12 @@ def save_mp4(frames, path: str | os.PathLike, fps: int = 16, quality: int = 18) 
     """Write a video (tensor (F, 3, H, W) in [0, 1] or uint8 array (F, H, W, 3)) as H.264 MP4 (yuv420p)."""
     import imageio_ffmpeg
 
-    arr = _even_padded(np.ascontiguousarray(to_uint8(frames)))
+    if fps <= 0:
+        raise ValueError(f"fps must be positive, got {fps}")
+    arr = np.ascontiguousarray(to_uint8(frames))
+    if arr.ndim != 4 or arr.shape[-1] != 3:
+        raise ValueError(f"expected frames (F, 3, H, W) or (F, H, W, 3), got shape {arr.shape}")
+    arr = _even_padded(arr)
     n, h, w, _ = arr.shape
 
     def write(tmp: str) -> None:
@@ -73,5 +78,7 @@ def save_mp4(frames, path: str | os.PathLike, fps: int = 16, quality: int = 18) 
         for frame in arr:
             writer.send(frame)
         writer.close()
+        if os.path.getsize(tmp) == 0:  # ffmpeg can fail without the pipe noticing
+            raise OSError(f"ffmpeg wrote no video for {path}")
 
     return _atomic(path, write)
