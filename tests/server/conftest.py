@@ -74,3 +74,38 @@ def openai_client(srv: LiveServer, api_key: str = API_KEY, **kw):
     import openai
 
     return openai.OpenAI(base_url=srv.url + "/v1", api_key=api_key, max_retries=0, timeout=30.0, **kw)
+
+
+def sim_engine(data_dir: Path, gpus: int = 2, **kw):
+    from genserve.engine.runtime import make_engine
+
+    return make_engine("sim", profile="tiny-cpu", gpus=gpus, output_dir=Path(data_dir) / "outputs",
+                       placeholder_outputs=True, **kw)
+
+
+@pytest.fixture(scope="module")
+def sim_server(tmp_path_factory):
+    """A live server with an API key over the simulated engine (placeholder outputs)."""
+    d = tmp_path_factory.mktemp("sim-server")
+    settings = make_settings(d, api_key=API_KEY, engine_kind="sim")
+    engine = sim_engine(d)
+    with live_server(engine, settings) as srv:
+        srv.engine = engine
+        srv.settings = settings
+        yield srv
+
+
+@pytest.fixture()
+def client(sim_server):
+    return openai_client(sim_server)
+
+
+def wait_video(client, video_id: str, timeout: float = 20.0, until=("completed", "failed", "cancelled")):
+    end = time.monotonic() + timeout
+    while True:
+        v = client.videos.retrieve(video_id)
+        if v.status in until:
+            return v
+        if time.monotonic() > end:
+            raise TimeoutError(f"video {video_id} still {v.status} ({v.progress}%) after {timeout} s")
+        time.sleep(0.02)

@@ -509,17 +509,9 @@ class Engine:
 
 
 def _make_policy(name: str, options=None):
-    try:
-        from genserve.scheduling.registry import make_policy
-    except ImportError:
-        make_policy = None
-    if make_policy is not None:
-        return make_policy(name, options)
-    if name == "genserve":
-        from genserve.scheduling.dp import GenServePolicy
+    from genserve.scheduling.registry import make_policy
 
-        return GenServePolicy(options)
-    raise ValidationError(f"unknown policy {name!r}")
+    return make_policy(name, options)
 
 
 def make_engine(kind: str = "sim", *, profile: str | Any = "tiny-cpu", policy: str | Any = "genserve",

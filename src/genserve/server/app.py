@@ -211,10 +211,17 @@ class Server:
         try:
             self.engine.submit(req, self.on_update)
         except GenServeError as e:
-            with self._lock:
-                self._active.discard(job_id)
-                self._waiters.pop(job_id, None)
+            self._forget(job_id)
             raise APIError(400, str(e), code="rejected_by_engine") from None
+        except RuntimeError as e:  # the engine is stopped (EngineStopped) or broken
+            self._forget(job_id)
+            raise APIError(503, f"the engine is not accepting work: {e}", code="unavailable",
+                           headers={"Retry-After": str(self.settings.retry_after_s)}) from None
+
+    def _forget(self, job_id: str) -> None:
+        with self._lock:
+            self._active.discard(job_id)
+            self._waiters.pop(job_id, None)
 
     def recover(self) -> tuple[int, int]:
         """Re-submit videos that were queued or running when the server stopped; fail interrupted images

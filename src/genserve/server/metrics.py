@@ -69,6 +69,7 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=False)
         self._read_stats = read_stats
         self._lock = threading.Lock()
+        self._cached: EngineStats | None = None
         self.step_seconds = Histogram("genserve_step_seconds", "Measured video denoising step time",
                                       buckets=STEP_BUCKETS, registry=self.registry)
         self.admission_seconds = Histogram(
@@ -81,11 +82,13 @@ class Metrics:
         self.registry.register(_EngineCollector(self._stats, job_counts))
 
     def _stats(self) -> EngineStats:
-        with self._lock:
-            s = self._read_stats()
-            for v in s.step_seconds:  # the engine drains these on every read
-                self.step_seconds.observe(v)
-        return s
+        return self._cached if self._cached is not None else EngineStats()
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        """Read the engine's stats once (draining its step times into the histogram), then render."""
+        with self._lock:
+            s = self._read_stats()
+            for v in s.step_seconds:
+                self.step_seconds.observe(v)
+            self._cached = s
+            return generate_latest(self.registry)
