@@ -56,6 +56,7 @@ class _Round:
                         self.locked[g] = True
                     else:
                         self.owner[g] = i
+        self.step_end = [self._step_end(v) for v in self.videos]
         bu = snap.busy_until
         # GPUs a video may take this round: its own, another running video's, or idle ones
         self.veligible = [not self.locked[g] and (self.owner[g] >= 0 or bu[g] <= now) for g in range(n)]
@@ -67,12 +68,30 @@ class _Round:
             if self.locked[g]:
                 self.avail[g] = INF
             elif o >= 0:
-                self.avail[g] = max(now, self.videos[o].busy_until, bu[g])
+                self.avail[g] = max(self.step_end[o], bu[g])
             else:
                 self.avail[g] = max(now, bu[g])
-        self.step_end = [max(now, v.busy_until) for v in self.videos]
         self.image_active = (snap.last_image_arrival is not None
                              and now - snap.last_image_arrival < options.idle_resume_s)
+
+    def _step_end(self, v: VideoView) -> float:
+        """When a running video's in-flight step ends (now when it is at a step boundary).
+
+        A view whose `busy_until` lies in the past is read as "mid-step, the step began then": a view may keep
+        the last boundary time while the video continues (the controller refreshes views on changes only), and
+        a round at a video's boundary happens at exactly that time.
+        """
+        now = self.now
+        if v.status is not RequestStatus.RUNNING or v.decoding:
+            return max(now, v.busy_until)
+        b = v.busy_until
+        if b >= now - 1e-9:
+            return max(now, b)
+        dur = self.profile.video_step(v.model, v.width, v.height, v.frames, max(1, len(v.gpus)))
+        if dur <= 0:
+            return now
+        k = int((now - b) / dur) + 1
+        return b + k * dur
 
     # ---- video timing --------------------------------------------------------------------------------
     def degrees(self, v: VideoView) -> list[int]:
@@ -102,7 +121,7 @@ class _Round:
         dec = self.decode(v)
         if v.status is RequestStatus.RUNNING:
             t0 = self.step_end[vi]
-            r = max(0, rem - 1) if v.busy_until > self.now else rem
+            r = max(0, rem - 1) if t0 > self.now else rem
             if block == v.gpus:
                 return t0 + r * self.t_step(v, p) + dec
             t = max(t0, self.block_start(vi, block))
@@ -272,22 +291,35 @@ def _dp_plan(r: _Round, batching: bool) -> Plan:
         hc, hs = hold_val[vi]
         options.append(VideoOptions(hc * big + hs, [(c.block, c.count * big + c.score) for c in cands[vi]]))
 
-    sol = None
+    must_f = {g: frozenset(x) for g, x in must.items()}
+    merged = None
     if soft:
-        merged = {g: set(s) for g, s in must.items()}
-        for g, s in soft.items():
-            merged[g] = merged[g] & s if g in merged else set(s)
-        if all(merged.values()):
-            sol = solve(tree, r.n, options, {g: frozenset(s) for g, s in merged.items()})
-    if sol is None:
-        sol = solve(tree, r.n, options, {g: frozenset(s) for g, s in must.items()})
-    if sol is None:
-        sol = solve(tree, r.n, options, {})
+        m2 = {g: set(x) for g, x in must.items()}
+        for g, x in soft.items():
+            m2[g] = m2[g] & x if g in m2 else set(x)
+        if all(m2.values()):
+            merged = {g: frozenset(x) for g, x in m2.items()}
+
+    def run_solve(forbid=frozenset()):
+        sol = solve(tree, r.n, options, merged, forbid) if merged is not None else None
+        if sol is None:
+            sol = solve(tree, r.n, options, must_f, forbid)
+        if sol is None and not forbid:
+            sol = solve(tree, r.n, options, {})
+        return sol
 
     # images: slots left by each video solution; branch and bound over k with an optimistic image bound
     table = ImageTable(r.snap.images, r.profile, r.now, batching, tun.lost_image_score)
     img_gpus = [g for g in range(r.n) if not r.locked[g]]
-    all_slots = sorted((r.avail[g], g) for g in img_gpus)
+    owner_lax = {}
+    for g in img_gpus:
+        o = r.owner[g]
+        if o >= 0 and o not in owner_lax:
+            v = videos[o]
+            owner_lax[o] = v.deadline - r.finish(o, tuple(v.gpus))
+    # slot order: earliest first; among equal times idle GPUs, then the GPUs of the video with the most laxity
+    all_slots = sorted((r.avail[g], -owner_lax[r.owner[g]] if r.owner[g] >= 0 else -INF, g) for g in img_gpus)
+    all_slots = [(t, g) for t, _, g in all_slots]
     if table.images:
         _, ub_c, ub_s = plan_images(table, all_slots)
     else:
@@ -298,28 +330,40 @@ def _dp_plan(r: _Round, batching: bool) -> Plan:
         return ub_c[j] * big + ub_s[j]
 
     locked_n = r.n - len(img_gpus)
-    order = sorted(sol.best.items(), key=lambda kv: -(kv[1] + img_bound(r.n - locked_n - kv[0])))
     best = None
-    for k, vval in order:
-        bound = vval + img_bound(r.n - locked_n - k)
-        if best is not None and bound <= best[0] + 1e-9:
-            break
-        choice = sol.choose(k)
-        used = set()
-        for vi, ci in choice.items():
-            used.update(cands[vi][ci].block)
-        if table.images:
-            slots = [(t, g) for t, g in all_slots if g not in used]
-            batches, c, s = plan_images(table, slots)
-            ival = c[-1] * big + s[-1]
-        else:
-            batches, ival = [], 0.0
-        total = vval + ival
-        if best is None or total > best[0] + 1e-9:
-            best = (total, choice, batches)
+
+    def bnb(sol) -> None:
+        nonlocal best
+        order = sorted(sol.best.items(), key=lambda kv: -(kv[1] + img_bound(r.n - locked_n - kv[0])))
+        for k, vval in order:
+            bound = vval + img_bound(r.n - locked_n - k)
+            if best is not None and bound <= best[0] + 1e-9:
+                break
+            choice = sol.choose(k)
+            used = set()
+            for vi, ci in choice.items():
+                used.update(cands[vi][ci].block)
+            if table.images:
+                slots = [(t, g) for t, g in all_slots if g not in used]
+                batches, c, s = plan_images(table, slots)
+                ival, icount = c[-1] * big + s[-1], c[-1]
+            else:
+                batches, ival, icount = [], 0.0, 0
+            total = vval + ival
+            if best is None or total > best[0] + 1e-9:
+                best = (total, choice, batches, icount)
+
+    bnb(run_solve())
+    if table.images and best[3] < ub_c[-1]:
+        # keep the g earliest slots for images (the per-k optimum does not know which GPUs it leaves)
+        for g in range(1, len(ub_c)):
+            forbid = frozenset(gpu for _, gpu in all_slots[:g])
+            sol = run_solve(forbid)
+            if sol is not None:
+                bnb(sol)
 
     plan = Plan()
-    _, choice, batches = best
+    _, choice, batches, _ = best
     for vi, v in enumerate(videos):
         if vi in fixed:
             plan.actions[v.id] = fixed[vi]

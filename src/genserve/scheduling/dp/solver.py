@@ -110,9 +110,18 @@ def _merge(a: dict, b: dict, cap: int):
 
 
 def solve(tree: Tree | None, num_gpus: int, videos: list[VideoOptions],
-          must: dict[int, frozenset[int]] | None = None) -> Solution | None:
-    """Best video value for every GPU count k, or None when the leaf constraints cannot all be met."""
+          must: dict[int, frozenset[int]] | None = None, forbid: frozenset[int] | set[int] = frozenset()
+          ) -> Solution | None:
+    """Best video value for every GPU count k, or None when the leaf constraints cannot all be met.
+
+    `forbid`: GPUs no video may take (kept for images).
+    """
     must = must or {}
+    if forbid:
+        if any(g in forbid for g in must):
+            return None
+        videos = [VideoOptions(v.hold, [(b, val) if forbid.isdisjoint(b) else (b, NEG) for b, val in v.cands])
+                  for v in videos]
     base = sum(v.hold for v in videos)
     if tree is None:
         return _solve_generic(num_gpus, videos, must, base)
@@ -122,6 +131,8 @@ def solve(tree: Tree | None, num_gpus: int, videos: list[VideoOptions],
         if len(v.cands) > 1 and not set(v.cands[0][0]).intersection(*(c[0] for c in v.cands[1:])):
             raise ValueError(f"video {vi}: candidates must share an anchor GPU (lie on one path of the tree)")
         for ci, (block, value) in enumerate(v.cands):
+            if value == NEG:
+                continue
             b = tree.index.get(block)
             if b is None:
                 raise ValueError(f"candidate block {block} is not an aligned group")
@@ -263,6 +274,8 @@ def _solve_generic(num_gpus: int, videos: list[VideoOptions], must: dict[int, fr
         nxt = dict(states)
         for mask, (val, picks) in states.items():
             for ci, (block, value) in enumerate(v.cands):
+                if value == NEG:
+                    continue
                 m = 0
                 for g in block:
                     m |= 1 << g

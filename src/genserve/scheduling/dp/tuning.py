@@ -31,4 +31,4 @@ class Tuning:
 
 
 PAPER = Tuning()
-DEFAULT = replace(PAPER)
+DEFAULT = replace(PAPER, lost_image_score=0.02, gate_resume=False, prefer_fast=True)

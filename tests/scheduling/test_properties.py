@@ -1,0 +1,88 @@
+"""Property tests: random snapshots always produce valid plans, for every ablation rung."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from genserve.core.plan import ActionKind
+from genserve.core.request import RequestStatus
+from genserve.scheduling import plan_violations
+from genserve.scheduling.dp import GenServePolicy
+from genserve.scheduling.options import PolicyOptions
+
+from snapshots import random_snapshot
+
+RUNGS = {
+    "default": PolicyOptions(),
+    "fcfs": PolicyOptions(dp=False, preemption=False, elastic_sp=False, batching=False),
+    "preemption": PolicyOptions(dp=False, elastic_sp=False),
+    "dp": PolicyOptions(elastic_sp=False),
+    "no-preemption": PolicyOptions(preemption=False),
+    "no-guard": PolicyOptions(tail_guard=False),
+    "two-paused": PolicyOptions(max_paused_per_gpu=2),
+    "zero-paused": PolicyOptions(max_paused_per_gpu=0),
+}
+
+
+def _check(seed: int, opts: PolicyOptions, n: int | None = None) -> None:
+    snap = random_snapshot(seed, n, max_paused=opts.max_paused_per_gpu)
+    plan = GenServePolicy(opts).plan(snap)
+    bad = plan_violations(snap, plan, opts.max_paused_per_gpu)
+    assert not bad, (seed, bad)
+    # every live request has exactly one action and nothing else has one
+    live = {im.id for im in snap.images} | {v.id for v in snap.videos}
+    assert set(plan.actions) == live
+    for v in snap.videos:
+        a = plan.actions[v.id]
+        if v.decoding:
+            assert a.kind is ActionKind.CONTINUE and a.gpus == v.gpus
+        if a.kind is not ActionKind.HOLD:
+            assert len(a.gpus) in snap.cluster.usable_degrees
+            assert a.gpus[0] % len(a.gpus) == 0
+        if not opts.preemption and v.status is RequestStatus.RUNNING:
+            assert a.kind is not ActionKind.HOLD
+    used = plan.gpus_used()
+    assert len(used) == len(set(used)) <= snap.cluster.num_gpus
+
+
+@pytest.mark.parametrize("rung", list(RUNGS))
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 2**31 - 1))
+def test_random_snapshots_give_valid_plans(rung, seed):
+    _check(seed, RUNGS[rung])
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), n=st.sampled_from([16, 24, 32]))
+def test_multi_node_clusters(seed, n):
+    _check(seed, PolicyOptions(), n)
+
+
+def test_plans_are_pure_functions_of_the_snapshot():
+    pol = GenServePolicy()
+    for seed in range(50):
+        snap = random_snapshot(seed)
+        a, b = pol.plan(snap), GenServePolicy().plan(snap)
+        assert a.actions == b.actions and a.batches == b.batches
+
+
+def test_policy_modules_do_not_import_torch():
+    code = ("import sys; import genserve.scheduling.dp, genserve.scheduling.dp.policy, "
+            "genserve.scheduling.dp.solver, genserve.scheduling.dp.images, genserve.scheduling.dp.greedy; "
+            "bad = [m for m in sys.modules if m == 'torch' or m.startswith('torch.')]; "
+            "print(bad); sys.exit(1 if bad else 0)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_attributes():
+    pol = GenServePolicy(PolicyOptions())
+    assert pol.name == "genserve" and pol.preemptive is True
+    from genserve.scheduling.registry import make_policy
+
+    assert isinstance(make_policy("genserve"), GenServePolicy)
