@@ -9,6 +9,8 @@ import typer
 
 from genserve.bench import app as bench_app
 from genserve.core.errors import GenServeError
+from genserve.server.cli import demo as demo_cmd
+from genserve.server.cli import serve as serve_cmd
 from genserve.sim.cli import simulate as simulate_cmd
 
 app = typer.Typer(help="SLO-aware co-serving of text-to-image and text-to-video diffusion models.",
@@ -17,6 +19,8 @@ trace_app = typer.Typer(help="Generate and check request traces (JSONL).", no_ar
 app.add_typer(trace_app, name="trace")
 app.add_typer(bench_app, name="bench")
 app.command("simulate")(simulate_cmd)
+app.command("serve")(serve_cmd)
+app.command("demo")(demo_cmd)
 
 
 def fail(message: str) -> None:

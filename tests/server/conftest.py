@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 import warnings
 from contextlib import contextmanager
@@ -16,61 +14,30 @@ pytest.importorskip("uvicorn")
 
 import uvicorn  # noqa: E402
 
-from genserve.server import ServerSettings, create_app  # noqa: E402
+from genserve.server import ServerSettings, ServerThread, create_app  # noqa: E402
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 API_KEY = "test-key-123"
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class LiveServer:
-    def __init__(self, app, port: int) -> None:
-        self.app = app
-        self.port = port
-        self.url = f"http://127.0.0.1:{port}"
-        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on",
-                                timeout_graceful_shutdown=5)
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def start(self, timeout: float = 20.0) -> "LiveServer":
-        self.thread.start()
-        deadline = time.monotonic() + timeout
-        while not self.server.started:
-            if not self.thread.is_alive():
-                raise RuntimeError("uvicorn exited during start-up")
-            if time.monotonic() > deadline:
-                raise TimeoutError("uvicorn did not start in time")
-            time.sleep(0.01)
-        return self
-
-    def stop(self, timeout: float = 20.0) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout)
-        assert not self.thread.is_alive(), "uvicorn did not stop in time"
-
-
 @contextmanager
 def live_server(engine, settings: ServerSettings):
     app = create_app(engine, settings)
-    srv = LiveServer(app, free_port()).start()
+    srv = ServerThread(app)
+    srv.start(timeout=30)
     try:
         yield srv
     finally:
-        srv.stop()
+        srv.stop(timeout=30)
+        assert not srv.thread.is_alive(), "uvicorn did not stop in time"
 
 
 def make_settings(data_dir: Path, **kw) -> ServerSettings:
     return ServerSettings.from_env(data_dir, "tiny-cpu", **kw)
 
 
-def openai_client(srv: LiveServer, api_key: str = API_KEY, **kw):
+def openai_client(srv: ServerThread, api_key: str = API_KEY, **kw):
     import openai
 
     return openai.OpenAI(base_url=srv.url + "/v1", api_key=api_key, max_retries=0, timeout=30.0, **kw)

@@ -18,7 +18,8 @@ files; with `placeholder_outputs` the engine writes a gradient PNG per image (st
 is installed, a short MP4 per video, so the whole API can be exercised without models.
 
 Outputs of real executors: after an image batch or a video decode, the engine asks the executor's optional
-`outputs_for(request_id) -> tuple[str, ...]`, else looks for `<output_dir>/<request id>.png|.mp4`.
+`outputs_for(request_id) -> tuple[str, ...]`, then its `outputs` dict (request id -> path, as LocalExecutor
+keeps it), else looks for `<output_dir>/<request id>.png|.mp4`.
 """
 
 from __future__ import annotations
@@ -205,7 +206,15 @@ class Engine:
             if self._closed:
                 raise EngineStopped("this engine was closed; make a new one")
             self._running = True
-            self._started_at = self.clock.now()
+        starter = getattr(self.executor, "start", None)
+        if callable(starter):  # live executors start their workers (and load models) here
+            try:
+                starter()
+            except BaseException:
+                with self._lock:
+                    self._running = False
+                raise
+        self._started_at = self.clock.now()
         self._notifier = threading.Thread(target=self._notify_loop, name="genserve-notify", daemon=True)
         self._notifier.start()
         self._thread = threading.Thread(target=self._loop, name="genserve-engine", daemon=True)
@@ -467,6 +476,9 @@ class Engine:
                 found = ()
             if found:
                 return found
+        table = getattr(self.executor, "outputs", None)  # LocalExecutor: request id -> written file
+        if isinstance(table, dict) and table.get(req.id):
+            return (str(table[req.id]),)
         if self.output_dir is None:
             return ()
         ext = "mp4" if req.is_video else "png"
@@ -542,20 +554,24 @@ def make_engine(kind: str = "sim", *, profile: str | Any = "tiny-cpu", policy: s
         return Engine(make_sim, policy=pol, cluster=cluster, profile=prof, kind="sim", output_dir=output_dir,
                       placeholder_outputs=placeholder_outputs, fps=fps, strict=strict)
     try:
-        from genserve.executors import local as local_mod
+        from genserve.executors.local import LocalExecutor
     except ImportError as e:
         raise ValidationError(
             "the local engine (genserve.executors.local: worker processes with real models) is not available "
             f"in this install ({e}); use the simulated engine (--engine sim) instead") from None
     devs = list(devices) if devices else ["cpu"] * (gpus or 2)
     n = len(devs)
-    cluster = ClusterSpec(n, min(gpus_per_node, n) if n < gpus_per_node else gpus_per_node,
-                          tuple(sp_degrees) if sp_degrees else _degrees(prof))
-    factory = getattr(local_mod, "make_executor", None) or getattr(local_mod, "LocalExecutor")
+    device = "cuda" if any(str(d).startswith("cuda") for d in devs) else "cpu"
+    per_node = min(gpus_per_node, n)
+    degrees = tuple(sp_degrees) if sp_degrees else _degrees(prof)
+    cluster = ClusterSpec(n, per_node, degrees)
+    d = prof.doc.defaults
+    work = Path(output_dir) / ".work" if output_dir is not None else None
 
     def make_local(clock, schedule):
-        return factory(profile=prof, cluster=cluster, devices=devs, clock=clock, output_dir=output_dir,
-                       **executor_kw)
+        return LocalExecutor(n, device=device, image_model=d.image_model, video_model=d.video_model,
+                             output_dir=work, clock=clock, gpus_per_node=per_node, sp_degrees=degrees, fps=fps,
+                             **executor_kw)
 
     return Engine(make_local, policy=pol, cluster=cluster, profile=prof, kind="local", output_dir=output_dir,
                   placeholder_outputs=False, fps=fps, strict=strict)

@@ -279,6 +279,9 @@ class Server:
             "steps_done": job.steps_done,
             "seed": s.seed,
             "deadline_at": int(job.deadline_at) if job.deadline_at else None,
+            "deadline_s": round(job.deadline_at - job.created_at, 4) if job.deadline_at else None,
+            "latency_s": round(job.completed_at - job.created_at, 4)
+            if job.completed_at and job.status == "completed" else None,
             "met_deadline": job.met_deadline,
         }
 

@@ -218,8 +218,8 @@ class OutputDir:
         fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-", suffix=dst.suffix)
         os.close(fd)
         try:
-            if same_fs and src.parent.resolve() == self.root:
-                os.replace(src, dst)  # the engine wrote into our directory: a rename is atomic
+            if same_fs:
+                os.replace(src, dst)  # same file system: moving the engine's file in is one atomic rename
                 os.unlink(tmp)
                 return dst.name
             shutil.copyfile(src, tmp)
