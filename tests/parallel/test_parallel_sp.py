@@ -140,3 +140,19 @@ def test_hanging_rank_times_out_and_leaves_no_process():
         run_ranks(checks.rank_fail, 2, args=("hang",), timeout_s=4)
     assert time.monotonic() - t0 < 20
     _assert_no_survivors()
+
+
+def test_adapter_elastic_loop_through_models_wan_adapter():
+    """The worker path: genserve's WanAdapter.step under sp_group, State bytes moved between groups."""
+    pytest.importorskip("genserve.models.registry")
+    # 9 frames at 64x32 -> 3 latent frames of 8x4 -> 3*4*2 = 24 tokens; tiny-wan has 8 heads (Ulysses at 2 and 4)
+    req = dict(prompt="a dog runs on the beach", width=64, height=32, frames=9, steps=6, seed=7, guidance_scale=5.0)
+    plan = [((0,), 1), ((0, 1), 2), ((0, 1, 2, 3), 1), "pause", ((1,), 1), ((2, 3), 1)]
+    res = run_ranks(checks.rank_adapter_loop, 4, args=(plan, req), timeout_s=120)
+    final, ref = res[2]["final"], res[3]["reference"]
+    assert res[2]["final_step"] == 6
+    diff = (final - ref).abs().max().item()
+    assert diff <= LOOP_TOL, diff
+    assert ref.abs().max().item() > 0.1
+    assert torch.equal(res[2]["snapshots"][-1][1], res[3]["snapshots"][-1][1])  # (2,3) agree
+    _assert_no_survivors()

@@ -20,8 +20,8 @@ from genserve.parallel.groups import (
     free_port,
     init_world,
 )
-from genserve.parallel.state import move_state, pack_state, unpack_state
-from genserve.parallel.wan import SPWanAttnProcessor, install_sp_processors, sp_forward
+from genserve.parallel.state import move_bytes, move_state, pack_state, unpack_state
+from genserve.parallel.wan import SPWanAttnProcessor, install_sp_processors, sp_forward, sp_group
 
 __all__ = [
     "GroupRegistry",
@@ -33,11 +33,13 @@ __all__ = [
     "free_port",
     "init_world",
     "install_sp_processors",
+    "move_bytes",
     "move_state",
     "pack_state",
     "ring_attention",
     "sp_attention",
     "sp_forward",
+    "sp_group",
     "ulysses_attention",
     "unpack_state",
 ]

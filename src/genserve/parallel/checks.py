@@ -26,6 +26,8 @@ __all__ = [
     "rank_registry",
     "rank_sp_equivalence",
     "rank_elastic_loop",
+    "rank_adapter_loop",
+    "drive_elastic",
 ]
 
 
@@ -170,28 +172,25 @@ def rank_sp_equivalence(rank: int, world: int, cases: list[dict]) -> list[dict]:
     return rows
 
 
-def rank_elastic_loop(rank: int, world: int, plan: list, steps: int, shape: tuple[int, int, int],
-                      heads: int = 8) -> dict:
+def drive_elastic(rank: int, reg: GroupRegistry, plan: list, init, step, *, encode=pack_state,
+                  decode=unpack_state) -> dict:
     """Drive one video through `plan`: a list of (gpus, n_steps) phases and the string "pause".
 
-    The state starts on rank 0. At a phase change it moves from the current leader (or the rank holding the
-    paused bytes) to the new group with move_state; a pause packs the state to bytes on the leader and every
-    rank drops its live copy. The last rank also runs the same video uninterrupted at SP 1 as the reference.
+    The state starts on rank 0 (`init()` is called there only). At a phase change it moves from the current
+    holder (the old leader, or the rank holding the paused bytes) to the new group with `move_state`; a pause
+    encodes the state to bytes on the leader and every rank drops its live copy. `step(state, group)` runs one
+    denoising step on every member. This is the protocol a worker follows; see docs/parallel.md.
     """
-    t_start = time.perf_counter()
-    reg = GroupRegistry(ClusterSpec(num_gpus=world, gpus_per_node=world))
-    model = tiny_wan(heads=heads)
-    frames, height, width = shape
-    state = init_video_state(model, steps, frames, height, width) if rank == 0 else None
-    holder = 0            # global rank that holds the authoritative state
+    state = init() if rank == 0 else None
+    holder = 0             # global rank that holds the authoritative state
     current: tuple = (0,)  # current group (empty while paused)
     paused_blob = None
-    snapshots = []        # (phase index, latents) on every member at the end of each phase
+    snapshots = []         # (phase index, latents, step) on every member at the end of each phase
     moves = []
     for pi, phase in enumerate(plan):
         if phase == "pause":
             if rank == holder:
-                paused_blob = pack_state(state)
+                paused_blob = encode(state)
             state = None
             current = ()
             continue
@@ -200,9 +199,9 @@ def rank_elastic_loop(rank: int, world: int, plan: list, steps: int, shape: tupl
             if rank == holder or rank in gpus:
                 src_obj = state
                 if rank == holder and paused_blob is not None:
-                    src_obj = unpack_state(paused_blob)
+                    src_obj = decode(paused_blob)
                 t0 = time.perf_counter()
-                got = move_state(src_obj, holder, gpus, reg)
+                got = move_state(src_obj, holder, gpus, reg, encode=encode, decode=decode)
                 moves.append((pi, time.perf_counter() - t0))
                 state = got if rank in gpus else None
             paused_blob = None
@@ -212,18 +211,65 @@ def rank_elastic_loop(rank: int, world: int, plan: list, steps: int, shape: tupl
         if rank in gpus:
             group = reg.group(gpus)
             for _ in range(n):
-                state = denoise_step(model, state, group)
-            snapshots.append((pi, state["latents"].clone(), state["step"]))
-    out = {"snapshots": snapshots, "moves": moves, "final": None, "reference": None}
+                state = step(state, group)
+            snapshots.append((pi, _latents(state).clone(), _step(state)))
+    out = {"snapshots": snapshots, "moves": moves, "final": None, "final_step": None, "reference": None}
     if rank == holder:
-        out["final"] = state["latents"]
-        out["final_step"] = state["step"]
+        out["final"] = _latents(state)
+        out["final_step"] = _step(state)
+    return out
+
+
+def _latents(state):
+    return state["latents"] if isinstance(state, dict) else state.latents
+
+
+def _step(state):
+    return state["step"] if isinstance(state, dict) else state.step
+
+
+def rank_elastic_loop(rank: int, world: int, plan: list, steps: int, shape: tuple[int, int, int],
+                      heads: int = 8) -> dict:
+    """`drive_elastic` on a tiny Wan transformer with a CFG loop of our own (dict state, pack_state bytes).
+    The last rank also runs the same video uninterrupted at SP 1 as the reference."""
+    t_start = time.perf_counter()
+    reg = GroupRegistry(ClusterSpec(num_gpus=world, gpus_per_node=world))
+    model = tiny_wan(heads=heads)
+    frames, height, width = shape
+    out = drive_elastic(rank, reg, plan, lambda: init_video_state(model, steps, frames, height, width),
+                        lambda st, g: denoise_step(model, st, g))
     if rank == world - 1:
         ref = init_video_state(model, steps, frames, height, width)
         for _ in range(steps):
             ref = denoise_step(model, ref, None)
         out["reference"] = ref["latents"]
     out["wall_s"] = time.perf_counter() - t_start
+    dist.barrier()
+    return out
+
+
+def rank_adapter_loop(rank: int, world: int, plan: list, req: dict, model_name: str = "tiny-wan") -> dict:
+    """`drive_elastic` through genserve's own WanAdapter (models/): `adapter.step` under `sp_group`, the State
+    moved as `State.to_bytes` / `State.from_bytes`. The last rank runs `adapter.step` uninterrupted as reference."""
+    from genserve.models.registry import load_adapter
+    from genserve.models.state import State
+    from genserve.parallel.wan import sp_group
+
+    reg = GroupRegistry(ClusterSpec(num_gpus=world, gpus_per_node=world))
+    adapter = load_adapter(model_name)
+    models = [adapter.pipe.transformer, getattr(adapter.pipe, "transformer_2", None)]
+
+    def step(state, group):
+        with sp_group(models, group):
+            return adapter.step(state)
+
+    out = drive_elastic(rank, reg, plan, lambda: adapter.prepare(req), step,
+                        encode=State.to_bytes, decode=lambda b: State.from_bytes(b, adapter.device))
+    if rank == world - 1:
+        ref = adapter.prepare(req)
+        while not ref.done:
+            adapter.step(ref)
+        out["reference"] = ref.latents
     dist.barrier()
     return out
 

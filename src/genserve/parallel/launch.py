@@ -16,6 +16,7 @@ from typing import Any, Callable
 import torch.multiprocessing as mp
 
 from genserve.parallel.groups import free_port
+from genserve.parallel.state import unpack_state
 
 __all__ = ["run_ranks", "RankFailure", "last_pids"]
 
@@ -26,6 +27,10 @@ PRELOAD = [
     "diffusers.models.transformers.transformer_wan",
     "diffusers.schedulers.scheduling_unipc_multistep",
     "genserve.parallel.checks",
+    # the worker path through genserve's model adapters (tiny-wan pipeline: UMT5 text encoder, Wan VAE)
+    "diffusers.pipelines.wan.pipeline_wan",
+    "transformers.models.umt5.modeling_umt5",
+    "genserve.models.registry",
 ]
 
 _last_pids: list[int] = []
@@ -40,17 +45,36 @@ class RankFailure(RuntimeError):
     """A rank raised, exited abnormally or timed out."""
 
 
+def _orphan_watchdog(period_s: float = 1.0) -> None:
+    """Exit this rank if its parent (the forkserver, which lives as long as the launching process) goes away."""
+    import threading
+
+    parent = os.getppid()
+
+    def watch():
+        while True:
+            time.sleep(period_s)
+            if os.getppid() != parent:
+                os._exit(3)
+
+    threading.Thread(target=watch, daemon=True, name="orphan-watchdog").start()
+
+
 def _child(fn, rank, world_size, port, backend, threads, args, results):
     import torch
+
+    _orphan_watchdog()
 
     torch.set_num_threads(threads)
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
     from genserve.parallel.groups import destroy_world, init_world
+    from genserve.parallel.state import pack_state
 
     try:
         init_world(rank, world_size, port=port, backend=backend, timeout_s=60.0)
         out = fn(rank, world_size, *args)
-        results.put((rank, True, out))
+        # as bytes: a tensor put on the queue directly travels as a shared-memory handle that dies with this process
+        results.put((rank, True, pack_state(out)))
     except BaseException:  # noqa: BLE001 - reported to the parent
         results.put((rank, False, traceback.format_exc()))
     finally:
@@ -112,7 +136,7 @@ def run_ranks(
                 else:
                     continue
             if ok:
-                out[rank] = val
+                out[rank] = unpack_state(val)
             else:
                 errors.append(f"rank {rank}:\n{val}")
                 break  # the others are probably blocked in a collective with the failed rank

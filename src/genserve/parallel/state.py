@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import io
 import pickle
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.distributed as dist
 
 from genserve.parallel.groups import GroupRegistry
 
-__all__ = ["pack_state", "unpack_state", "move_state"]
+__all__ = ["pack_state", "unpack_state", "move_bytes", "move_state"]
 
 
 def pack_state(obj: Any) -> bytes:
@@ -38,27 +38,23 @@ def _to_tensor(data: bytes) -> torch.Tensor:
     return torch.frombuffer(bytearray(data), dtype=torch.uint8)
 
 
-def move_state(
-    obj: Any,
-    src: int,
-    dst,
-    registry: GroupRegistry,
-    *,
-    device: torch.device | str = "cpu",
-) -> Any:
-    """Give the state held on global rank `src` to every rank of the group `dst` (a GPU tuple of the registry).
+def move_bytes(data: bytes | None, src: int, dst, registry: GroupRegistry, *,
+               device: torch.device | str = "cpu") -> bytes:
+    """Give the bytes held on global rank `src` to every rank of the group `dst` (a GPU tuple of the registry).
 
-    Call on `src` (with `obj`) and on every rank of `dst` (their `obj` is ignored; pass None). Returns the state
-    on every rank of `dst` (and `obj` itself on `src` when `src` is not in `dst`). If `src` is in `dst` it is a
-    broadcast inside the pre-created group; otherwise `src` sends to the new leader point to point and the leader
-    broadcasts. `device` is where the byte buffers live: "cpu" for gloo, the rank's cuda device for nccl.
+    Call on `src` (with `data`) and on every rank of `dst` (with None). Returns the bytes on every caller. If
+    `src` is in `dst` it is one broadcast inside the pre-created group; otherwise `src` sends to the new leader
+    point to point (default world group) and the leader broadcasts. Length first, then the payload. `device` is
+    where the buffers live: "cpu" for gloo, the rank's cuda device for nccl.
     """
     group = registry.group(dst)
     me = registry.rank
     if me != src and me not in group.ranks:
         raise RuntimeError(f"rank {me} takes no part in moving state from {src} to {group.ranks}")
+    if me == src and data is None:
+        raise ValueError("the source rank must pass the data")
     device = torch.device(device)
-    payload = pack_state(obj) if me == src else None
+    payload = bytes(data) if me == src else None
 
     holder = src
     if src not in group.ranks:
@@ -67,7 +63,7 @@ def move_state(
             t = _to_tensor(payload).to(device)
             dist.send(torch.tensor([t.numel()], dtype=torch.int64, device=device), dst=leader)
             dist.send(t, dst=leader)
-            return obj
+            return payload
         if me == leader:
             n = torch.empty(1, dtype=torch.int64, device=device)
             dist.recv(n, src=src)
@@ -88,6 +84,27 @@ def move_state(
         dist.broadcast(t, src=holder, group=group.pg)
         if me != holder:
             payload = t.cpu().numpy().tobytes()
+    return payload
+
+
+def move_state(
+    obj: Any,
+    src: int,
+    dst,
+    registry: GroupRegistry,
+    *,
+    device: torch.device | str = "cpu",
+    encode: Callable[[Any], bytes] = pack_state,
+    decode: Callable[[bytes], Any] = unpack_state,
+) -> Any:
+    """Give the state object held on global rank `src` to every rank of the group `dst` (see `move_bytes`).
+
+    Call on `src` (with `obj`) and on every rank of `dst` (with None). Returns the state on every rank of `dst`;
+    `src` keeps (and gets back) its own object. `encode` / `decode` default to pack_state / unpack_state; for
+    genserve's model State use `encode=State.to_bytes, decode=lambda b: State.from_bytes(b, device)`.
+    """
+    me = registry.rank
+    data = move_bytes(encode(obj) if me == src else None, src, dst, registry, device=device)
     if me == src:
-        return obj  # the holder keeps its own object (no round trip through bytes)
-    return unpack_state(payload)
+        return obj
+    return decode(data)

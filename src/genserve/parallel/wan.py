@@ -11,6 +11,8 @@ just a call with another group: nothing is bound to a group.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -18,7 +20,7 @@ import torch.nn.functional as F
 from genserve.parallel.attention import choose_mode, sp_attention
 from genserve.parallel.groups import SPGroup
 
-__all__ = ["SPWanAttnProcessor", "install_sp_processors", "sp_forward"]
+__all__ = ["SPWanAttnProcessor", "install_sp_processors", "sp_forward", "sp_group"]
 
 
 class _SPContext:
@@ -176,3 +178,50 @@ def sp_forward(
     x = x.reshape(b, ppf, pph, ppw, p_t, p_h, p_w, -1)
     x = x.permute(0, 7, 1, 4, 2, 5, 3, 6)
     return x.flatten(6, 7).flatten(4, 5).flatten(2, 3)
+
+
+@contextmanager
+def sp_group(models, group: SPGroup | None, *, mode: str = "auto"):
+    """Within the block, calling the transformer(s) runs `sp_forward` over `group`.
+
+    For code that calls `transformer(hidden_states=..., timestep=..., encoder_hidden_states=..., return_dict=False)`
+    itself, such as genserve's WanAdapter.step: wrap the call instead of rewriting it,
+
+        with sp_group([pipe.transformer, pipe.transformer_2], registry.group(gpus)):
+            adapter.step(state)
+
+    `models` is one transformer or an iterable (None entries are skipped). A group of size 1 (or None) leaves the
+    models untouched. The instance attribute `forward` is set for the block and removed afterwards.
+    """
+    if isinstance(models, torch.nn.Module):
+        models = [models]
+    models = [m for m in models if m is not None]
+    if group is None or group.size == 1:
+        yield
+        return
+    patched = []
+    try:
+        for m in models:
+            if "forward" in m.__dict__:
+                raise RuntimeError("sp_group: the transformer already has an instance-level forward (nested use?)")
+            m.forward = _make_forward(m, group, mode)
+            patched.append(m)
+        yield
+    finally:
+        for m in patched:
+            m.__dict__.pop("forward", None)
+
+
+def _make_forward(model, group: SPGroup, mode: str):
+    def forward(hidden_states, timestep, encoder_hidden_states, encoder_hidden_states_image=None, return_dict=True,
+                attention_kwargs=None):
+        if encoder_hidden_states_image is not None:
+            raise NotImplementedError("sequence parallelism covers text-to-video (no image conditioning)")
+        out = sp_forward(model, hidden_states, timestep, encoder_hidden_states, group, mode=mode)
+        if not return_dict:
+            return (out,)
+        from diffusers.models.modeling_outputs import Transformer2DModelOutput
+
+        return Transformer2DModelOutput(sample=out)
+
+    return forward
