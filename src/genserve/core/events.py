@@ -15,13 +15,18 @@ class Arrival:
 
 @dataclass(frozen=True)
 class StepDone:
-    """A video finished denoising step `step` (0-based) on `gpus`; `duration` is the measured step time."""
+    """A video finished denoising step `step` (0-based) on `gpus`; `duration` is the measured step time.
+
+    `final` is False only for progress reports inside a multi-step run (`Executor.run_step(..., count=n)`):
+    the video is at a step boundary, waiting for the controller, only when `final` is True.
+    """
 
     time: float
     request_id: str
     step: int
     gpus: tuple[int, ...]
     duration: float
+    final: bool = True
 
 
 @dataclass(frozen=True)

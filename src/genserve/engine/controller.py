@@ -129,6 +129,13 @@ class VideoProgress:
     sp_changes: int = 0
     last_degree: int = 0
     cancel_pending: bool = False
+    # the run in flight (one step, or several when the controller coalesces steps)
+    run_base: int = 0  # steps_done when the run was issued
+    run_end: int = 0  # steps_done once the run ends
+    run_start: float = 0.0
+    run_first: float = 0.0  # first step's duration, setup included
+    step_s: float = 0.0
+    truncated: bool = False
 
 
 @dataclass
@@ -143,7 +150,7 @@ class Controller:
 
     def __init__(self, policy, cluster: ClusterSpec, profile, executor: Executor, clock, *, strict: bool = False,
                  max_paused_per_gpu: int | None = None, step_rounds: str | None = None,
-                 on_finish: Callable[[RequestRecord], None] | None = None) -> None:
+                 on_finish: Callable[[RequestRecord], None] | None = None, coalesce_steps: bool = False) -> None:
         self.policy = policy
         self.cluster = cluster
         self.profile = profile
@@ -158,6 +165,10 @@ class Controller:
         if mode not in STEP_ROUNDS:
             raise ValueError(f"step_rounds must be one of {STEP_ROUNDS}, got {mode!r}")
         self.step_rounds = mode
+        # coalescing: issue a video's remaining steps as one run when the policy needs no round at every step
+        # boundary (the simulator turns it on; runs are cut short with executor.truncate when a plan asks)
+        self.coalesce = bool(coalesce_steps and mode != "always" and getattr(executor, "supports_multi_step", False))
+        self._multi: dict[str, VideoProgress] = {}  # videos with a multi-step run in flight
         self.on_finish = on_finish
         self.policy_name = getattr(policy, "name", type(policy).__name__)
 
@@ -167,6 +178,7 @@ class Controller:
         self._owner: list[str | None] = [None] * n  # request id (video) or "batch:<k>" holding the GPU
         self._busy: list[float] = [NEG_INF] * n  # expected end of non-preemptible work (batch, decode)
         self._free: set[int] = set(range(n))  # GPUs with no owner
+        self._busy_end: dict[int, float] = {}  # GPUs in non-preemptible work (batch, decode) -> expected end
         self._images: dict[str, ImageView] = {}  # queued images, arrival order
         self._videos: dict[str, VideoProgress] = {}  # live videos (queued, running, paused), arrival order
         self._views: dict[str, VideoView | None] = {}  # cached views, arrival order
@@ -258,6 +270,9 @@ class Controller:
             self._drop_video(vp, RequestStatus.CANCELLED, now)
         elif vp.in_flight or vp.decoding:
             vp.cancel_pending = True
+            if request_id in self._multi:
+                vp.truncated = True
+                self.executor.truncate(req)
         else:  # running, at a boundary
             self._release(vp.gpus)
             self.executor.discard(req, vp.gpus)
@@ -291,11 +306,18 @@ class Controller:
         vp = self._videos.get(ev.request_id)
         if vp is None or not vp.in_flight:
             raise GenServeError(f"StepDone for {ev.request_id!r}, which has no step in flight")
-        vp.in_flight = False
-        vp.steps_done = ev.step + 1
-        vp.busy_until = ev.time
-        self._stale.add(vp.request.id)
         req = vp.request
+        vp.steps_done = ev.step + 1
+        self._stale.add(req.id)
+        if not ev.final:  # progress inside a multi-step run
+            return
+        vp.in_flight = False
+        vp.busy_until = ev.time
+        if self._multi:
+            self._multi.pop(req.id, None)
+        if vp.truncated:  # the run was cut short because a plan wanted this video: decide now
+            vp.truncated = False
+            self._dirty = True
         if vp.cancel_pending:
             self._release(vp.gpus)
             self.executor.discard(req, vp.gpus)
@@ -312,6 +334,7 @@ class Controller:
             end = ev.time + self.profile.video_decode(req.model, req.width, req.height, req.frames)
             vp.busy_until = end
             self._busy[leader] = end
+            self._busy_end[leader] = end
             self.executor.decode(req, leader)
             return
         self._boundary.append(req.id)
@@ -321,6 +344,7 @@ class Controller:
         if vp is None or not vp.decoding:
             raise GenServeError(f"VideoDone for {ev.request_id!r}, which is not decoding")
         self._busy[vp.gpus[0]] = NEG_INF
+        self._busy_end.pop(vp.gpus[0], None)
         self._release(vp.gpus)
         status = RequestStatus.CANCELLED if vp.cancel_pending else RequestStatus.DONE
         self._drop_video(vp, status, ev.time)
@@ -336,6 +360,7 @@ class Controller:
             raise GenServeError(f"BatchDone on GPU {ev.gpu} for {ev.request_ids}, which is not running there")
         b = self._batches.pop(key)
         self._busy[b.gpu] = NEG_INF
+        self._busy_end.pop(b.gpu, None)
         self._release((b.gpu,))
         for rid in b.request_ids:
             req = self.requests[rid]
@@ -353,6 +378,7 @@ class Controller:
                 for k, b in list(self._batches.items()):
                     if rid in b.request_ids:
                         self._busy[b.gpu] = NEG_INF
+                        self._busy_end.pop(b.gpu, None)
                         self._release((b.gpu,))
                         del self._batches[k]
                         for other in b.request_ids:
@@ -362,9 +388,11 @@ class Controller:
             else:
                 vp = self._videos[rid]
                 if req.status is _RUNNING:
+                    self._multi.pop(rid, None)
                     self._release(vp.gpus)
                     if vp.decoding:
                         self._busy[vp.gpus[0]] = NEG_INF
+                        self._busy_end.pop(vp.gpus[0], None)
                 elif req.status is _PAUSED:
                     self._paused -= 1
                 if ev.retryable and req.status is _RUNNING:
@@ -416,25 +444,34 @@ class Controller:
         del self._videos[rid]
         self._views.pop(rid, None)
         self._stale.discard(rid)
+        self._multi.pop(rid, None)
         self._finish(vp.request, status, now)
 
     # ---- rounds --------------------------------------------------------------------------------------------
     def round_due(self) -> bool:
-        if self._dirty:
-            return True
-        if not self._boundary:
-            return False
+        """Whether `flush` runs a round now.
+
+        "always": after any event, arrival, cancellation or wake-up, and at every step boundary.
+        "when_waiting" and "never" declare a policy that only starts or resumes waiting requests (and, for
+        "when_waiting", preempts for them): with nothing queued or paused such a round could only confirm the
+        status quo, so it is skipped. "never" also skips step boundaries and rounds with no free GPU."""
         mode = self.step_rounds
         if mode == "always":
-            return True
-        if mode == "when_waiting":
-            return bool(self._images) or self._queued_videos > 0 or self._paused > 0
-        return False
+            return self._dirty or bool(self._boundary)
+        if not (self._dirty or self._boundary):
+            return False
+        if not (self._images or self._queued_videos > 0 or self._paused > 0):
+            return False
+        if mode == "never":
+            return self._dirty and bool(self._free)
+        return True
 
     def flush(self) -> None:
         """Run a round if one is due, then let every video still at a boundary continue where it is."""
         if self.round_due():
             self.round()
+        else:
+            self._dirty = False
         if self._boundary:
             now = self.clock.now()
             for rid in self._boundary:
@@ -452,11 +489,38 @@ class Controller:
                 if rid in videos:
                     views[rid] = self._view(videos[rid])
             self._stale.clear()
-        busy = tuple(b if (b > now or b == NEG_INF or self._owner[g] is None) else now + _EPS
-                     for g, b in enumerate(self._busy))
+        if self._multi and self.step_rounds != "never":  # "never" policies only continue running videos
+            self._refresh_runs(now)
+        busy = self._busy
+        overdue = [g for g, b in self._busy_end.items() if b <= now]  # estimates can run late (live engine)
+        if overdue:
+            busy = list(busy)
+            for g in overdue:
+                busy[g] = now + _EPS
+        busy = tuple(busy)
         return Snapshot(now=now, cluster=self.cluster, profile=self.profile, images=tuple(self._images.values()),
                         videos=tuple(views.values()), busy_until=busy, last_image_arrival=self._last_image_arrival,
                         info={"round": self.rounds, "policy": self.policy_name})
+
+    def _refresh_runs(self, now: float) -> None:
+        """Views of videos inside a multi-step run: progress and next boundary estimated from the profile (exact
+        in the simulator, where these runs exist)."""
+        views = self._views
+        for rid, vp in self._multi.items():
+            el = now - vp.run_start
+            if el < vp.run_first:
+                k = 0
+                nxt = vp.run_start + vp.run_first
+            else:
+                k = 1 + int((el - vp.run_first) / vp.step_s)
+                nxt = vp.run_start + vp.run_first + k * vp.step_s
+            done = min(vp.run_base + k, vp.run_end - 1)
+            old = views.get(rid)
+            if old is None or old.steps_done != done or old.busy_until != nxt:
+                r = vp.request
+                views[rid] = VideoView(r.id, r.model, r.width, r.height, r.frames, r.steps, done, r.arrival,
+                                       r.deadline, r.status, vp.gpus, vp.home_gpu, nxt, False, vp.pauses,
+                                       vp.sp_changes)
 
     @staticmethod
     def _view(vp: VideoProgress) -> VideoView:
@@ -500,6 +564,8 @@ class Controller:
         moves: list[tuple[VideoProgress, tuple[int, ...]]] = []
         launches: list[tuple[VideoProgress, tuple[int, ...]]] = []
         batches: list[tuple[tuple[str, ...], int]] = []
+        truncs: list[VideoProgress] = []
+        multi = self._multi
 
         def check_group(rid: str, gpus: tuple[int, ...]) -> None:
             if not cluster.is_valid_group(gpus):
@@ -553,14 +619,22 @@ class Controller:
                 pauses.append(vp)
 
         # 2. every other live request: check kinds; launch what fits now
+        videos = self._videos
         for rid, a in actions.items():
             kind = a.kind
             if kind is _BATCH:
                 continue
-            vp = self._videos.get(rid)
+            vp = videos.get(rid)
+            if kind is _CONTINUE and vp is not None and vp.request.status is _RUNNING and (vp.in_flight or vp.decoding):
+                if a.gpus != vp.gpus:  # fast path: a running video keeps its GPUs (they stay owned)
+                    raise self._err(now, f"video {rid}: continue must keep its GPUs {vp.gpus}, got {a.gpus}")
+                continue
             if kind is _HOLD:
-                if vp is not None and vp.decoding:
-                    raise self._err(now, f"video {rid} is decoding and must continue on {vp.gpus}")
+                if vp is not None:
+                    if vp.decoding:
+                        raise self._err(now, f"video {rid} is decoding and must continue on {vp.gpus}")
+                    if multi and rid in multi:
+                        truncs.append(vp)
                 continue
             if vp is None:
                 raise self._err(now, f"image {rid} cannot {kind.value}")
@@ -577,6 +651,8 @@ class Controller:
                     if vp.in_flight:
                         check_group(rid, a.gpus)
                         claimed.update(a.gpus)  # reserved on paper; re-decided at its boundary
+                        if multi and rid in multi:
+                            truncs.append(vp)
                 else:
                     raise self._err(now, f"video {rid} (running) cannot {kind.value}")
                 continue
@@ -615,6 +691,10 @@ class Controller:
                 batches.append((ids, g))
 
         # 3. do it (nothing above changed state)
+        for vp in truncs:
+            if not vp.truncated:
+                vp.truncated = True
+                self.executor.truncate(vp.request)
         for vp in pauses:
             self._pause(vp, now)
         for vp, gpus in steps:
@@ -645,7 +725,8 @@ class Controller:
         req = vp.request
         p = len(gpus)
         prof = self.profile
-        dur = prof.video_step(req.model, req.width, req.height, req.frames, p)
+        step_s = prof.video_step(req.model, req.width, req.height, req.frames, p)
+        dur = step_s
         source = None
         if not vp.ever_ran:
             setup = StepSetup.FRESH
@@ -680,7 +761,17 @@ class Controller:
         vp.home_gpu = gpus[0]
         vp.in_flight = True
         vp.busy_until = now + dur
-        self.executor.run_step(req, vp.steps_done, gpus, setup, source)
+        count = req.steps - vp.steps_done if self.coalesce else 1
+        vp.run_base = vp.steps_done
+        vp.run_end = vp.steps_done + count
+        if count > 1:
+            vp.run_start = now
+            vp.run_first = dur
+            vp.step_s = step_s
+            self._multi[req.id] = vp
+            self.executor.run_step(req, vp.steps_done, gpus, setup, source, count=count)
+        else:
+            self.executor.run_step(req, vp.steps_done, gpus, setup, source)
 
     def _start_batch(self, ids: tuple[str, ...], gpu: int, now: float) -> None:
         reqs = []
@@ -697,8 +788,9 @@ class Controller:
         self._batch_seq += 1
         self._batches[self._batch_seq] = _RunningBatch(ids, gpu)
         self._claim((gpu,), f"batch:{self._batch_seq}")
-        self._busy[gpu] = now + self.profile.image_latency(first.model, first.width, first.height, len(ids),
-                                                            first.steps)
+        end = now + self.profile.image_latency(first.model, first.width, first.height, len(ids), first.steps)
+        self._busy[gpu] = end
+        self._busy_end[gpu] = end
         self.executor.start_batch(reqs, gpu)
 
     # ---- read-only views -------------------------------------------------------------------------------------

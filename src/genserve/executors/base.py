@@ -17,11 +17,18 @@ Contract
 * The controller issues one denoising step at a time (`run_step`) and decides at every step boundary what the
   video does next: continue, move (SP change), pause, or decode. That is what makes preemption and elastic SP
   possible; an executor must not run ahead.
+* Optional, for speed (the simulator implements it; a live executor need not): multi-step runs. An executor with
+  `supports_multi_step = True` accepts `run_step(..., count=n)` (steps step..step+n-1 back to back, one
+  `StepDone(final=False)` per intermediate step if it wants to report progress, `final=True` after the last) and
+  `truncate(request)` (finish the step running now, then stop: that step's StepDone is the final one). The
+  controller uses them only when built with `coalesce_steps=True`, for policies that do not need a round at
+  every step boundary.
 
 Events
 ------
-* `StepDone(time, request_id, step, gpus, duration)`: step `step` (0-based) finished on `gpus`; the video is at a
-  step boundary; its state (latents, scheduler state, prompt embeddings) lives on `gpus[0]` (the leader).
+* `StepDone(time, request_id, step, gpus, duration, final=True)`: step `step` (0-based) finished on `gpus`; the
+  video is at a step boundary; its state (latents, scheduler state, prompt embeddings) lives on `gpus[0]` (the
+  leader). (`final=False`: a progress report inside a multi-step run; the run goes on.)
 * `VideoDone(time, request_id, gpu)`: the VAE decode finished; the output exists; `gpu` is free.
 * `BatchDone(time, request_ids, gpu, duration)`: an image batch finished end to end; `gpu` is free.
 * `Failed(time, request_ids, gpus, reason, retryable)`: the work for these requests was lost (a worker died, an
@@ -69,6 +76,9 @@ class Executor(Protocol):
         saved on `source_gpu` by `pause`), RECONFIGURE (state on the previous leader `source_gpu`, moved to the
         new group). Emits `StepDone` (or `Failed`)."""
         ...
+
+    # Optional (multi-step runs, see the module docstring): `supports_multi_step = True`, then
+    #   run_step(request, step, gpus, setup, source_gpu=None, count=1) and truncate(request: Request) -> None.
 
     def pause(self, request: Request, gpu: int) -> None:
         """Keep the video's state at its current step boundary on `gpu` (its leader), unsharded; the rest of its

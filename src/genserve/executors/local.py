@@ -140,7 +140,7 @@ class LocalExecutor:
                  sp_degrees: tuple[int, ...] = (1, 2, 4, 8), clock=None, checkpoint_every: int = 1,
                  start_method: str = "forkserver", startup_timeout_s: float = 300.0, max_restarts: int = 3,
                  stuck_grace_s: float = 2.0, comm_fail_grace_s: float = 3.0, spool_dir: str | None = None,
-                 sp_mode: str = "auto", dist_timeout_s: float = 120.0, fps: int = 8) -> None:
+                 sp_mode: str = "auto", dist_timeout_s: float = 120.0, fps: int = 8, save_raw: bool = False) -> None:
         if num_workers <= 0:
             raise ValueError(f"num_workers must be positive, got {num_workers}")
         if device.startswith("cuda"):
@@ -148,7 +148,7 @@ class LocalExecutor:
         self.cfg = WorkerConfig(world_size=num_workers, device=device, image_model=image_model,
                                 video_model=video_model, dtype=dtype, threads=threads,
                                 gpus_per_node=gpus_per_node or num_workers, sp_degrees=tuple(sp_degrees),
-                                dist_timeout_s=dist_timeout_s, sp_mode=sp_mode, fps=fps)
+                                dist_timeout_s=dist_timeout_s, sp_mode=sp_mode, fps=fps, save_raw=save_raw)
         self.cluster = ClusterSpec(num_workers, self.cfg.gpus_per_node, self.cfg.sp_degrees)
         if clock is None:
             from genserve.engine.clock import WallClock
@@ -183,6 +183,7 @@ class LocalExecutor:
         self._death_at = 0.0
         self._ready_cv = threading.Condition(self._lock)
         self.outputs: dict[str, str] = {}
+        self.all_pids: list[int] = []  # every worker process ever started (restarts included)
         # metrics
         self.step_overheads: list[float] = []  # s between a StepDone reply arriving and the next step command
         self.step_durations: list[tuple[str, int, str, float]] = []  # (rid, degree, setup, worker-measured s)
@@ -257,6 +258,7 @@ class LocalExecutor:
         cmd_r.close()
         res_w.close()
         h.proc, h.cmd, h.res, h.pid = proc, cmd_w, res_r, proc.pid
+        self.all_pids.append(proc.pid)
         h.alive, h.ready = True, False
         h.spawn_gen = self._gen
         h.last_reply = time.perf_counter()

@@ -6,7 +6,11 @@ Costs (all from the Profile):
   step), the resume cost (after a pause) or the reconfigure cost (after a move / SP change) at degree p;
 * pause: the leader GPU for pause_s; VAE decode: the leader for decode_s.
 Commands on a GPU run in issue order: work starts at max(now, when the GPU's earlier work ends).
-The optional execution log (`log=True`) records every interval, for tests and plots.
+
+Multi-step runs (`run_step(..., count=n)`, used when the controller coalesces steps) emit a single final
+StepDone at the end of the run; `truncate` moves that end to the boundary of the step running now (the pending
+event is cancelled and a new one scheduled). The optional execution log (`log=True`) records every interval,
+for tests and plots.
 """
 
 from __future__ import annotations
@@ -18,6 +22,10 @@ from genserve.core.events import BatchDone, Event, StepDone, VideoDone
 from genserve.core.request import Request
 from genserve.core.snapshot import ClusterSpec
 from genserve.executors.base import StepSetup
+
+_FRESH = StepSetup.FRESH
+_RESUME = StepSetup.RESUME
+_RECONFIGURE = StepSetup.RECONFIGURE
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,10 +39,28 @@ class Interval:
     request_ids: tuple[str, ...]
 
 
-class SimExecutor:
-    """Executor on a virtual clock. `schedule(time, event)` puts an event on the driver's heap."""
+class _Run:
+    __slots__ = ("gpus", "start", "first", "step_s", "step", "count", "handle", "log_at", "end")
 
-    def __init__(self, profile, cluster: ClusterSpec, clock, schedule: Callable[[float, Event], None],
+    def __init__(self, gpus, start, first, step_s, step, count, handle, log_at, end) -> None:
+        self.end = end  # when the whole run ends (exactly as scheduled)
+        self.gpus = gpus
+        self.start = start  # when the first step (with its setup) began
+        self.first = first  # duration of the first step, setup included
+        self.step_s = step_s  # duration of every later step
+        self.step = step  # index of the first step
+        self.count = count
+        self.handle = handle  # the heap entry of the pending StepDone (for cancellation)
+        self.log_at = log_at  # index of this run's intervals in the log (or -1)
+
+
+class SimExecutor:
+    """Executor on a virtual clock. `schedule(time, event)` puts an event on the driver's heap and returns a
+    handle (a mutable heap entry whose last item the driver skips when it is None)."""
+
+    supports_multi_step = True
+
+    def __init__(self, profile, cluster: ClusterSpec, clock, schedule: Callable[[float, Event], list],
                  log: bool = False) -> None:
         self.profile = profile
         self.cluster = cluster
@@ -45,6 +71,7 @@ class SimExecutor:
         self.busy_s = [0.0] * cluster.num_gpus  # GPU-seconds of work per GPU
         self.log: list[Interval] | None = [] if log else None
         self.commands = 0
+        self._runs: dict[str, _Run] = {}
 
     def attach(self, emit: Callable[[Event], None]) -> None:
         self.emit = emit
@@ -75,31 +102,71 @@ class SimExecutor:
         self.schedule(end, BatchDone(end, ids, gpu, end - start))
 
     def run_step(self, request: Request, step: int, gpus: tuple[int, ...], setup: StepSetup,
-                 source_gpu: int | None = None) -> None:
+                 source_gpu: int | None = None, count: int = 1) -> None:
         r = request
-        p = len(gpus)
         prof = self.profile
-        dur = prof.video_step(r.model, r.width, r.height, r.frames, p)
-        if setup is StepSetup.FRESH:
-            dur += prof.text_encode(r.model)
-        elif setup is StepSetup.RESUME:
-            dur += prof.resume_cost(r.model, p)
-        elif setup is StepSetup.RECONFIGURE:
-            dur += prof.reconfigure_cost(r.model, p)
-        start, end = self._occupy(gpus, dur, "step", (r.id,))
-        self.schedule(end, StepDone(end, r.id, step, gpus, end - start))
+        step_s = prof.video_step(r.model, r.width, r.height, r.frames, len(gpus))
+        first = step_s
+        if setup is _FRESH:
+            first += prof.text_encode(r.model)
+        elif setup is _RESUME:
+            first += prof.resume_cost(r.model, len(gpus))
+        elif setup is _RECONFIGURE:
+            first += prof.reconfigure_cost(r.model, len(gpus))
+        log_at = len(self.log) if self.log is not None else -1
+        start, end = self._occupy(gpus, first + (count - 1) * step_s, "step", (r.id,))
+        last = step + count - 1
+        handle = self.schedule(end, StepDone(end, r.id, last, gpus, step_s if count > 1 else end - start))
+        if count > 1:
+            self._runs[r.id] = _Run(gpus, start, first, step_s, step, count, handle, log_at, end)
+        else:
+            self._runs.pop(r.id, None)
+
+    def truncate(self, request: Request) -> None:
+        """End the multi-step run of `request` at the boundary of the step running now (or the next boundary
+        at or after now)."""
+        run = self._runs.pop(request.id, None)
+        if run is None:
+            return
+        now = self.clock.now()
+        # boundaries: start + first + i * step_s for i = 0..count-1; pick the first at or after now
+        b0 = run.start + run.first
+        if now <= b0:
+            i = 0
+        else:
+            i = int((now - b0) / run.step_s)
+            if b0 + i * run.step_s < now:
+                i += 1
+        end = b0 + i * run.step_s
+        old_end = run.end
+        if i >= run.count - 1 or end >= old_end:
+            return  # already in its last step
+        run.handle[-1] = None  # cancel the pending StepDone
+        rid = request.id
+        self.schedule(end, StepDone(end, rid, run.step + i, run.gpus, run.step_s))
+        saved = old_end - end
+        for g in run.gpus:  # nothing else was queued behind the run: the controller holds these GPUs
+            if self.ready[g] > end:
+                self.ready[g] = end
+            self.busy_s[g] -= saved
+        if self.log is not None and run.log_at >= 0:
+            for k in range(run.log_at, run.log_at + len(run.gpus)):
+                iv = self.log[k]
+                self.log[k] = Interval(iv.gpu, iv.start, end, iv.kind, iv.request_ids)
 
     def pause(self, request: Request, gpu: int) -> None:
+        self._runs.pop(request.id, None)
         self._occupy((gpu,), self.profile.pause_cost(request.model), "pause", (request.id,))
 
     def decode(self, request: Request, gpu: int) -> None:
         r = request
+        self._runs.pop(r.id, None)
         dur = self.profile.video_decode(r.model, r.width, r.height, r.frames)
         start, end = self._occupy((gpu,), dur, "decode", (r.id,))
         self.schedule(end, VideoDone(end, r.id, gpu))
 
     def discard(self, request: Request, gpus: tuple[int, ...]) -> None:
-        return None
+        self._runs.pop(request.id, None)
 
     def close(self) -> None:
-        return None
+        self._runs.clear()

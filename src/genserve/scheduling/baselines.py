@@ -77,6 +77,17 @@ def image_batch(snap: Snapshot, head: ImageView, same_shape: list[ImageView], ta
     return members
 
 
+_CONTINUE_ACTIONS: dict[tuple[int, ...], Action] = {}
+
+
+def continue_on(gpus: tuple[int, ...]) -> Action:
+    """The (shared, immutable) CONTINUE action for a GPU set."""
+    a = _CONTINUE_ACTIONS.get(gpus)
+    if a is None:
+        a = _CONTINUE_ACTIONS[gpus] = Action(_CONTINUE, gpus)
+    return a
+
+
 class _Baseline:
     """Shared machinery: running videos continue; queued requests are placed greedily in `order`, skipping those
     that do not fit (work-conserving: no GPU idles while a queued request fits)."""
@@ -133,7 +144,7 @@ class _Baseline:
         for v in snap.videos:
             st = v.status
             if st is _RUNNING:
-                actions[v.id] = Action(_CONTINUE, v.gpus)
+                actions[v.id] = continue_on(v.gpus)
             elif st is _PAUSED:
                 actions[v.id] = HOLD
             else:
@@ -256,7 +267,7 @@ class SRTF(_Baseline):
             st = v.status
             if st is _RUNNING:
                 if v.decoding:
-                    actions[v.id] = Action(_CONTINUE, v.gpus)
+                    actions[v.id] = continue_on(v.gpus)
                     continue
                 running.append(v)
                 cands.append((self.remaining(snap, v), 0, v.arrival, v.id, v))
@@ -265,7 +276,7 @@ class SRTF(_Baseline):
                 cands.append((self.remaining(snap, v), 1 if st is _PAUSED else 2, v.arrival, v.id, v))
         if not waiting:
             for v in running:
-                actions[v.id] = Action(_CONTINUE, v.gpus)
+                actions[v.id] = continue_on(v.gpus)
             return plan
         for im in snap.images:
             cands.append((self.total_runtime(snap, im), 2, im.arrival, im.id, im))
@@ -325,10 +336,10 @@ class SRTF(_Baseline):
         held: set[int] = set()
         for r in winners:
             if isinstance(r, VideoView) and r.status is _RUNNING:
-                actions[r.id] = Action(_CONTINUE, r.gpus)
+                actions[r.id] = continue_on(r.gpus)
                 held.update(r.gpus)
         for v in forced:
-            actions[v.id] = Action(_CONTINUE, v.gpus)
+            actions[v.id] = continue_on(v.gpus)
             held.update(v.gpus)
         for v in pausing:
             actions[v.id] = HOLD

@@ -7,7 +7,6 @@ controller, then one `flush` (a round when due). No sleeps: the clock jumps from
 
 from __future__ import annotations
 
-import dataclasses
 import heapq
 import itertools
 import time
@@ -32,11 +31,17 @@ _WAKE = _Wake()
 
 
 def _fresh(r: Request) -> Request:
-    return dataclasses.replace(r, status=RequestStatus.QUEUED, history=[])
+    """A queued copy (already validated: skip __post_init__, which dataclasses.replace would rerun)."""
+    c = object.__new__(Request)
+    c.__dict__.update(r.__dict__)
+    c.status = RequestStatus.QUEUED
+    c.history = []
+    return c
 
 
 def run_simulation(requests: Sequence[Request], policy, cluster: ClusterSpec | int, profile, *, options=None,
-                   strict: bool = False, log: bool = False, until: float | None = None) -> SimResult:
+                   strict: bool = False, log: bool = False, until: float | None = None,
+                   coalesce_steps: bool = True) -> SimResult:
     """Simulate `requests` under `policy` and return a SimResult (records, counters, `summary()`).
 
     policy: a Policy object, or a registry name (`make_policy(name, options)`).
@@ -44,6 +49,8 @@ def run_simulation(requests: Sequence[Request], policy, cluster: ClusterSpec | i
     profile: a Profile, or a bundled name / JSON path.
     strict: check every plan with `plan_violations` (tests); log: keep the execution log (GPU intervals).
     until: stop at this simulated time; requests still live then are reported unfinished.
+    coalesce_steps: issue a video's remaining steps as one run for policies that need no round at every step
+    boundary (same results, far fewer events; False replays the live engine's step-by-step protocol).
     The input requests are not modified (each run works on fresh copies).
     """
     t0 = time.perf_counter()
@@ -70,11 +77,13 @@ def run_simulation(requests: Sequence[Request], policy, cluster: ClusterSpec | i
     push = heapq.heappush
     pop = heapq.heappop
 
-    def schedule(t: float, ev) -> None:
-        push(heap, (t, next(counter), ev))
+    def schedule(t: float, ev) -> list:
+        entry = [t, next(counter), ev]  # a handle: the executor cancels by setting entry[2] = None
+        push(heap, entry)
+        return entry
 
     executor = SimExecutor(profile, cluster, clock, schedule, log=log)
-    ctl = Controller(policy, cluster, profile, executor, clock, strict=strict)
+    ctl = Controller(policy, cluster, profile, executor, clock, strict=strict, coalesce_steps=coalesce_steps)
     # validate every distinct request shape once, up front: a bad trace fails before simulating anything
     shapes = {}
     for r in reqs:
@@ -103,6 +112,8 @@ def run_simulation(requests: Sequence[Request], policy, cluster: ClusterSpec | i
             i += 1
         while heap and heap[0][0] == t:
             ev = pop(heap)[2]
+            if ev is None:  # cancelled
+                continue
             if ev is _WAKE:
                 if ctl.wake_at is not None and ctl.wake_at <= t:
                     ctl.wake()
