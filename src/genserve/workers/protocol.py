@@ -59,6 +59,7 @@ class WorkerConfig:
     dist_timeout_s: float = 120.0
     sp_mode: str = "auto"  # ulysses | ring | auto
     fps: int = 8
+    save_raw: bool = False  # also write each output's float tensor next to it (<path>.pt), for exact comparisons
     env: dict = field(default_factory=dict)
 
     def device_of(self, rank: int) -> str:

@@ -135,6 +135,8 @@ class Worker:
         images = img.decode_batch(states)
         for image, path in zip(images, c["paths"]):
             save_png(image, path)
+            if self.cfg.save_raw:
+                self.torch.save(image.detach().cpu().clone(), path + ".pt")
         return {"duration": time.perf_counter() - t0, "paths": list(c["paths"])}
 
     def op_step(self, c: dict) -> dict:
@@ -225,6 +227,8 @@ class Worker:
             raise RuntimeError(f"{rid}: decode asked at step {state.step} of {state.num_steps}")
         frames = self.video.decode(state)
         save_mp4(frames, c["path"], fps=self.cfg.fps)
+        if self.cfg.save_raw:
+            self.torch.save(frames.detach().cpu().clone(), c["path"] + ".pt")
         return {"duration": time.perf_counter() - t0, "path": c["path"]}
 
     def op_drop(self, c: dict) -> dict:

@@ -1,0 +1,286 @@
+"""The live engine on real processes: 4 CPU worker slots (gloo), tiny SD3 and Wan models, the real Controller.
+
+Runs in file order on one shared pool (see conftest.py); the last test closes the pool and checks that no
+process is left.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import statistics
+import threading
+import time
+
+import pytest
+import torch
+
+from genserve.core.events import BatchDone, Failed, StepDone, VideoDone
+from genserve.executors.base import StepSetup
+from genserve.profiles import Profile
+from genserve.scheduling.options import PolicyOptions
+from genserve.scheduling.registry import make_policy
+from genserve.workers.driver import run_live, scaled_profile
+
+from live_helpers import BATCH_PIXEL_TOL, SP_FRAME_TOL, clone, image, load_raw, video, wait_event
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(150)]
+
+C, R = StepSetup.CONTINUE, StepSetup.RECONFIGURE
+
+
+def scripted(ex, req, plan, decode_on: int) -> str:
+    """Drive one video through `plan` directly on the executor: entries (gpus, setup, source) or ("pause", gpu)."""
+    q: queue.Queue = queue.Queue()
+    ex.attach(q.put)
+    k = 0
+    for item in plan:
+        if item[0] == "pause":
+            ex.pause(req, item[1])
+            continue
+        gpus, setup, src = item
+        ex.run_step(req, k, gpus, setup, src)
+        ev = wait_event(q, ("StepDone",), req.id)
+        assert isinstance(ev, StepDone), ev
+        assert ev.step == k and ev.gpus == gpus
+        k += 1
+    assert k == req.steps
+    ex.decode(req, decode_on)
+    ev = wait_event(q, ("VideoDone",), req.id)
+    assert isinstance(ev, VideoDone), ev
+    return ex.outputs[req.id]
+
+
+def test_video_sp_1_2_4_paused_1_matches_uninterrupted(pool):
+    """SP 1 -> 2 -> 4 -> paused -> 1 on another worker, through the worker processes: equal to SP 1 throughout
+    within the SP tolerance; a run that only pauses and moves between workers at SP 1 is bit-identical."""
+    ref_req = video("sp-ref", steps=8, seed=7, prompt="a red kite")
+    ref = scripted(pool, ref_req, [((0,), StepSetup.FRESH, None)] + [((0,), C, None)] * 7, 0)
+    elastic = clone(ref_req, "sp-elastic")
+    plan = [((0,), StepSetup.FRESH, None), ((0,), C, None), ((0, 1), R, 0), ((0, 1), C, None),
+            ((0, 1, 2, 3), R, 0), ((0, 1, 2, 3), C, None), ("pause", 0), ((2,), StepSetup.RESUME, 0),
+            ((2,), C, None)]
+    out = scripted(pool, elastic, plan, 2)
+    moved = clone(ref_req, "sp-moved")
+    plan = [((1,), StepSetup.FRESH, None), ((1,), C, None), ("pause", 1), ((3,), StepSetup.RESUME, 1),
+            ((3,), C, None), ((2,), R, 3), ("pause", 2), ((0,), StepSetup.RESUME, 2), ((0,), C, None),
+            ((0,), C, None)]
+    out_moved = scripted(pool, moved, plan, 0)
+    a, b, c = load_raw(ref), load_raw(out), load_raw(out_moved)
+    assert a.shape == (5, 3, 32, 32)
+    assert a.std() > 0.01  # a real picture, not a constant
+    diff = (a - b).abs().max().item()
+    assert diff <= SP_FRAME_TOL, diff
+    assert torch.equal(a, c)  # pause/resume/hand-over without SP: bit for bit
+    assert os.path.getsize(ref) > 0 and ref.endswith(".mp4")
+    kinds = {(deg, setup) for rid, deg, setup, _ in pool.step_durations if rid == "sp-elastic"}
+    assert {(1, "fresh"), (2, "reconfigure"), (4, "reconfigure"), (4, "continue"), (1, "resume")} <= kinds
+
+
+def _mixed_trace(prof: Profile) -> list:
+    """~20 requests: videos filling the 4 workers (two with deadlines that need SP > 1), then bursts of images
+    with tight deadlines (sigma 1) that only preemption or an SP downgrade can serve."""
+    reqs = []
+
+    def vid(i, t, w, h, f, steps, k):
+        iso = prof.isolated_latency("video", "tiny-wan", w, h, f, steps)
+        reqs.append(video(f"v{i}", w=w, h=h, frames=f, steps=steps, seed=100 + i, arrival=t, deadline=t + k * iso))
+
+    def img(i, t, size, k=1.5):
+        iso = prof.isolated_latency("image", "tiny-sd3", size, size, 1, 4)
+        reqs.append(image(f"i{i}", size=size, steps=4, seed=i, arrival=t, deadline=t + k * iso))
+
+    vid(0, 0.0, 32, 32, 5, 12, 0.75)  # tight: SP 1 misses, SP 2+ meets (per the profile)
+    vid(1, 0.0, 32, 32, 5, 16, 8.0)
+    vid(2, 0.02, 64, 64, 9, 10, 8.0)
+    vid(3, 0.04, 32, 32, 5, 16, 8.0)
+    for j in range(6):
+        img(j, 0.5 + 0.02 * j, 32 if j % 3 else 64)
+    vid(4, 0.9, 32, 32, 5, 10, 0.8)
+    for j in range(6, 12):
+        img(j, 1.4 + 0.03 * (j - 6), 32)
+    vid(5, 1.6, 32, 32, 5, 10, 6.0)
+    img(12, 2.0, 64)
+    img(13, 2.1, 32)
+    return reqs
+
+
+def test_mixed_trace_genserve_policy(pool):
+    """~20 tiny requests on 4 workers under the genserve policy: every request completes, at least one
+    preemption and one SP change happen, and every output equals its isolated run (bit for bit when the request
+    ran at SP 1 / batch 1, within the SP or batching tolerance otherwise)."""
+    base = Profile.load("tiny-cpu")
+    trace = _mixed_trace(base)
+    # 1. isolated runs (FCFS: SP 1, batch 1, no preemption) of the same requests; they also calibrate the profile
+    iso_reqs = [clone(r, "iso-" + r.id, arrival=0.0, deadline=1e6) for r in trace]
+    n0 = len(pool.step_durations)
+    iso = run_live(make_policy("fcfs", PolicyOptions(batching=False)), pool, iso_reqs, base, timeout_s=100)
+    assert all(rec.status == "done" for rec in iso.records.values()), iso.records
+    ratios_v = [d / base.video_step("tiny-wan", 32, 32, 5, 1) for rid, deg, s, d in pool.step_durations[n0:]
+                if s == "continue" and rid.startswith("iso-v") and dict((r.id, r) for r in iso_reqs)[rid].width == 32]
+    ratios_i = [ev_dur for ev_dur in _batch_ratios(iso, base, iso_reqs)]
+    prof = scaled_profile(base, statistics.median(ratios_i), statistics.median(ratios_v), "tiny-cpu-calibrated")
+    # 2. the mixed trace under genserve, deadlines from the calibrated profile
+    trace = _mixed_trace(prof)
+    res = run_live(make_policy("genserve", PolicyOptions()), pool, trace, prof, timeout_s=100)
+    recs = res.records
+    assert len(recs) == 20
+    assert all(rec.status == "done" for rec in recs.values()), {k: r.status for k, r in recs.items()}
+    assert res.preemptions >= 1, _summary(res)
+    assert res.sp_changes >= 1, _summary(res)
+    # 3. outputs equal the isolated runs
+    for r in trace:
+        rec = recs[r.id]
+        got, want = load_raw(pool.outputs[r.id]), load_raw(pool.outputs["iso-" + r.id])
+        same_path = rec.max_degree <= 1 and rec.sp_changes == 0 if r.is_video else rec.batch_size == 1
+        if same_path:
+            assert torch.equal(got, want), (r.id, (got - want).abs().max().item())
+        else:
+            tol = SP_FRAME_TOL if r.is_video else BATCH_PIXEL_TOL
+            assert (got - want).abs().max().item() <= tol, r.id
+    print(_summary(res))
+
+
+def _batch_ratios(res, prof: Profile, reqs) -> list[float]:
+    by_id = {r.id: r for r in reqs}
+    out = []
+    for t, kind, text in res.events:
+        if kind == "BatchDone":
+            rid = text.split(" on ")[0].split(",")[0]
+            ms = float(text.rsplit("(", 1)[1].split(" ms")[0])
+            r = by_id[rid]
+            out.append(ms / 1e3 / prof.image_latency(r.model, r.width, r.height, 1, r.steps))
+    return out
+
+
+def _summary(res) -> str:
+    lines = [f"rounds {res.rounds}, preemptions {res.preemptions}, SP changes {res.sp_changes}, wall {res.wall_s:.2f}s"]
+    for rid, rec in sorted(res.records.items()):
+        lines.append(f"  {rid}: {rec.status} latency {rec.latency:.3f}s deadline {rec.deadline - rec.arrival:.3f}s "
+                     f"met={rec.met_slo} pauses={rec.pauses} sp_changes={rec.sp_changes} max_degree={rec.max_degree} "
+                     f"batch={rec.batch_size}")
+    return "\n".join(lines)
+
+
+def test_kill_sp2_worker_mid_video_resumes_from_checkpoint(pool):
+    """SIGKILL a rank of an SP 2 group between steps: the worker is restarted, the world re-formed, the step in
+    flight runs again from the leader's checkpoint and the video ends equal to an uninterrupted SP 2 run."""
+    q: queue.Queue = queue.Queue()
+    ref = clone(video("kill-ref", steps=8, seed=11), "kill-ref")
+    plan = [((2, 3), StepSetup.FRESH, None)] + [((2, 3), C, None)] * 7
+    want = load_raw(scripted(pool, ref, plan, 2))
+    req = clone(ref, "kill-sp2")
+    pool.attach(q.put)
+    restarts = pool.restarts
+    pids = pool.worker_pids()
+    for k in range(8):
+        pool.run_step(req, k, (2, 3), StepSetup.FRESH if k == 0 else C, None)
+        if k == 3:
+            time.sleep(0.005)
+            pool.kill_worker(3)  # likely mid-step: its peer is inside a collective with it
+        ev = wait_event(q, ("StepDone",), req.id, timeout=60)
+        assert isinstance(ev, StepDone), ev
+        assert ev.step == k
+    pool.decode(req, 2)
+    ev = wait_event(q, ("VideoDone",), req.id)
+    assert isinstance(ev, VideoDone), ev
+    got = load_raw(pool.outputs[req.id])
+    assert torch.equal(got, want)
+    assert pool.restarts == restarts + 1
+    new = pool.worker_pids()
+    assert new[3] != pids[3] and new[:3] == pids[:3]
+    assert any(kind == "worker-restarted" for _, kind, _ in pool.log)
+    assert pool.ready_all()
+
+
+def test_kill_worker_during_served_video_loses_nothing(pool):
+    """Under the controller (FCFS): SIGKILL the worker running a video; the video and the images queued and
+    running around it all complete, the video's output is bit-identical to its isolated run."""
+    prof = Profile.load("tiny-cpu")
+    reqs = [video("kv", steps=14, seed=5, arrival=0.0)] + [image(f"ki{j}", seed=j, arrival=0.05 * j)
+                                                            for j in range(5)]
+    killed = []
+
+    def killer():
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            v = pool._videos.get("kv")
+            if v is not None and v.steps_done >= 3 and v.gpus:
+                killed.append(pool.kill_worker(v.gpus[0]))
+                return
+            time.sleep(0.002)
+
+    t = threading.Thread(target=killer, daemon=True)
+    restarts = pool.restarts
+    t.start()
+    res = run_live(make_policy("fcfs", PolicyOptions(batching=False)), pool, reqs, prof, timeout_s=90)
+    t.join(timeout=5)
+    assert killed, "the video finished before it could be killed"
+    assert pool.restarts >= restarts + 1
+    assert {rid: rec.status for rid, rec in res.records.items()} == {r.id: "done" for r in reqs}
+    ref = scripted(pool, clone(reqs[0], "kv-ref"), [((1,), StepSetup.FRESH, None)] + [((1,), C, None)] * 13, 1)
+    assert torch.equal(load_raw(pool.outputs["kv"]), load_raw(ref))
+    assert any(kind == "recovered" and "kv" in text for _, kind, text in pool.log) or \
+        any(kind == "Failed" for _, kind, _ in res.events)
+
+
+def test_worker_exception_fails_the_request_with_its_reason(pool):
+    """A worker that raises mid-request: the request fails with the worker's reason (not retried, not lost);
+    at SP 1 the worker survives and keeps serving; in an SP group the raising rank exits, which frees its
+    peer from the collective at once, and is restarted."""
+    q: queue.Queue = queue.Queue()
+    pool.attach(q.put)
+    req = video("raise-sp1", steps=4)
+    pool.run_step(req, 0, (1,), StepSetup.FRESH, None)
+    assert isinstance(wait_event(q, ("StepDone",), req.id), StepDone)
+    pool.inject_fault(1, req.id, "raise")
+    pid = pool.worker_pids()[1]
+    pool.run_step(req, 1, (1,), C, None)
+    ev = wait_event(q, ("StepDone",), req.id)
+    assert isinstance(ev, Failed) and not ev.retryable and "injected fault" in ev.reason
+    assert pool.worker_pids()[1] == pid
+    img = image("after-raise")
+    pool.start_batch([img], 1)
+    assert isinstance(wait_event(q, ("BatchDone",), img.id), BatchDone)
+
+    req2 = video("raise-sp2", steps=4)
+    pool.run_step(req2, 0, (0, 1), StepSetup.FRESH, None)
+    assert isinstance(wait_event(q, ("StepDone",), req2.id), StepDone)
+    restarts = pool.restarts
+    pool.inject_fault(1, req2.id, "raise")
+    t0 = time.monotonic()
+    pool.run_step(req2, 1, (0, 1), C, None)
+    ev = wait_event(q, ("StepDone",), req2.id)
+    assert isinstance(ev, Failed) and not ev.retryable and "injected fault" in ev.reason
+    assert time.monotonic() - t0 < 20
+    deadline = time.monotonic() + 30
+    while not (pool.ready_all() and pool.restarts > restarts) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert pool.ready_all() and pool.restarts == restarts + 1
+    req3 = video("after-raise-sp2", steps=2)
+    pool.run_step(req3, 0, (0, 1), StepSetup.FRESH, None)
+    assert isinstance(wait_event(q, ("StepDone",), req3.id), StepDone)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+def test_close_leaves_no_process(pool):
+    """Shutdown stops every worker, including restarted ones; nothing the executor started keeps running."""
+    import psutil
+
+    pids = list(pool.all_pids)
+    assert len(pids) >= 4 + 2  # the four workers and the restarts of the kill tests
+    assert any(_alive(p) for p in pids)
+    pool.close()
+    assert not [p for p in pids if _alive(p)]
+    me = psutil.Process()
+    left = [c for c in me.children(recursive=True) if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+    ours = [c for c in left if c.pid in pids or "genserve" in " ".join(c.cmdline())]
+    assert not ours, [(c.pid, c.cmdline()) for c in ours]
+    assert pool.worker_pids() == [None] * 4
