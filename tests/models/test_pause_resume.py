@@ -129,3 +129,18 @@ def test_prepare_deep_copies_the_scheduler(sd3):
     before = copy.deepcopy(vars(sd3.pipe.scheduler))
     sd3.step(a)
     assert vars(sd3.pipe.scheduler).keys() == before.keys()
+
+
+@pytest.mark.parametrize("family", ["sd3", "wan"])
+def test_from_bytes_places_scheduler_tensors_like_the_scheduler_does(request, family):
+    """On another device (meta stands in for a GPU here) history follows the latents; UniPC keeps sigmas on CPU."""
+    adapter = request.getfixturevalue(family)
+    state = adapter.prepare(image_req(steps=4) if family == "sd3" else video_req(steps=4))
+    adapter.step(state)
+    moved = State.from_bytes(state.to_bytes(), "meta")
+    assert moved.latents.is_meta and all(t.is_meta for t in moved.embeds.values())
+    s = moved.scheduler
+    assert s.timesteps.is_meta
+    if family == "wan":
+        assert s.sigmas.device.type == "cpu"  # UniPC keeps sigmas on the CPU by design
+        assert s.last_sample.is_meta and s.model_outputs[-1].is_meta

@@ -13,6 +13,8 @@ app = typer.Typer(help="Benchmarks (figures measured side by side in one run).",
 
 # name -> module under genserve.bench; each module defines `cmd`.
 BENCHMARKS: dict[str, str] = {
+    "steps": "steps",
+    "api": "api",
 }
 
 for _name, _module in BENCHMARKS.items():

@@ -54,11 +54,20 @@ class Adapter:
         self.max_steps = max_steps
         self.max_sequence_length = max_sequence_length
         pipe.set_progress_bar_config(disable=True)
-        self._scheduler = copy.deepcopy(pipe.scheduler)  # pristine; each request deep-copies it
+        self._scheduler = copy.deepcopy(pipe.scheduler)
+        self._device = None  # pristine; each request deep-copies it
 
     @property
     def device(self) -> torch.device:
-        return self.pipe._execution_device
+        # Cached: pipe._execution_device walks every module (milliseconds). Use to() to move the adapter.
+        if self._device is None:
+            self._device = self.pipe._execution_device
+        return self._device
+
+    def to(self, device: str | torch.device) -> "Adapter":
+        self.pipe.to(device)
+        self._device = None
+        return self
 
     # -- validation -------------------------------------------------------------------------------------------
     def validate(self, req: Any) -> Spec:

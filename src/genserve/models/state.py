@@ -105,11 +105,14 @@ def _to(obj, device):
 
 def restore_scheduler(d: dict, device: str | torch.device = "cpu"):
     import diffusers
+    from diffusers.configuration_utils import FrozenDict
 
     cls = getattr(diffusers, d["class"], None)
     if cls is None or not hasattr(cls, "from_config"):
         raise ValueError(f"unknown scheduler class {d['class']!r}")
-    scheduler = cls.from_config(d["config"])
+    # Like unpickling: a bare instance given its config and attributes (from_config costs milliseconds).
+    scheduler = cls.__new__(cls)
+    scheduler._internal_dict = FrozenDict(d["config"])
     where = _placement(cls, d["config"], device)
     for k, v in d["attrs"].items():
         setattr(scheduler, k, _to(v, where.get(k, device)))
@@ -117,9 +120,15 @@ def restore_scheduler(d: dict, device: str | torch.device = "cpu"):
 
 
 def _placement(cls, config: dict, device) -> dict:
-    """Where a scheduler keeps each tensor on `device` (some keep sigmas on the CPU on purpose): ask a probe."""
+    """Where a scheduler keeps each tensor on `device` (some keep sigmas on the CPU on purpose): ask a probe once."""
     if torch.device(device).type == "cpu":
         return {}
-    probe = cls.from_config(config)
-    probe.set_timesteps(2, device=device, **({"mu": 0.0} if config.get("use_dynamic_shifting") else {}))
-    return {k: v.device for k, v in vars(probe).items() if isinstance(v, torch.Tensor)}
+    key = (cls, str(torch.device(device)), repr(sorted(config.items())))
+    if key not in _PROBES:
+        probe = cls.from_config(config)
+        probe.set_timesteps(2, device=device, **({"mu": 0.0} if config.get("use_dynamic_shifting") else {}))
+        _PROBES[key] = {k: v.device for k, v in vars(probe).items() if isinstance(v, torch.Tensor)}
+    return _PROBES[key]
+
+
+_PROBES: dict[tuple, dict] = {}
