@@ -31,27 +31,6 @@ def _is_comm_error(exc: BaseException) -> bool:
     return any(m in text for m in COMM_ERROR_MARKERS)
 
 
-class _SPModel:
-    """Stands in for the Wan transformer inside WanAdapter.step: the same call, run sequence-parallel on `group`
-    with D's sp_forward (every rank of the group calls it with the same inputs and gets the same output)."""
-
-    def __init__(self, model, group, mode: str) -> None:
-        self._model = model
-        self._group = group
-        self._mode = mode
-
-    def __getattr__(self, name: str):
-        return getattr(self._model, name)
-
-    def __call__(self, hidden_states=None, timestep=None, encoder_hidden_states=None, return_dict=False, **kw):
-        from genserve.parallel.wan import sp_forward
-
-        if kw.get("encoder_hidden_states_image") is not None:
-            raise NotImplementedError("image conditioning is not supported under sequence parallelism")
-        out = sp_forward(self._model, hidden_states, timestep, encoder_hidden_states, self._group, mode=self._mode)
-        return (out,) if not return_dict else {"sample": out}
-
-
 class Worker:
     def __init__(self, rank: int, cfg: WorkerConfig, port: int, res_conn) -> None:
         self.rank = rank
@@ -106,16 +85,15 @@ class Worker:
         os.replace(tmp, p)
 
     def _move(self, state, holder: int, gpus: tuple[int, ...]):
-        """Give the state held on `holder` to every rank of `gpus` (D's move_state); returns this rank's copy."""
+        """Give the state held on `holder` to every rank of `gpus` (D's move_bytes); returns this rank's copy."""
         from genserve.models import State
-        from genserve.parallel.state import move_state
+        from genserve.parallel.state import move_bytes
 
         me = self.rank
         if len(gpus) == 1 and holder == gpus[0]:
             return state
         dev = self.device if self.cfg.backend_name() == "nccl" else "cpu"
-        payload = state.to_bytes() if me == holder else None
-        got = move_state(payload, holder, gpus, self.registry, device=dev)
+        got = move_bytes(state.to_bytes() if me == holder else None, holder, gpus, self.registry, device=dev)
         if me == holder:
             return state
         return State.from_bytes(got, self.device)
@@ -191,19 +169,13 @@ class Worker:
         return {"step": k, "duration": time.perf_counter() - t0}
 
     def _sp_step(self, state, gpus: tuple[int, ...]) -> None:
+        """WanAdapter.step with every transformer call run by D's sp_forward over the pre-created group."""
+        from genserve.parallel.wan import sp_group
+
         pipe = self.video.pipe
-        group = self.registry.group(gpus)
-        saved = {}
-        for name in ("transformer", "transformer_2"):
-            model = getattr(pipe, name, None)
-            if model is not None:
-                saved[name] = model
-                object.__setattr__(pipe, name, _SPModel(model, group, self.cfg.sp_mode))
-        try:
+        models = [getattr(pipe, "transformer", None), getattr(pipe, "transformer_2", None)]
+        with sp_group(models, self.registry.group(gpus), mode=self.cfg.sp_mode):
             self.video.step(state)
-        finally:
-            for name, model in saved.items():
-                object.__setattr__(pipe, name, model)
 
     def op_pause(self, c: dict) -> dict:
         state = self.states.get(c["rid"])
