@@ -45,25 +45,27 @@ class RankFailure(RuntimeError):
     """A rank raised, exited abnormally or timed out."""
 
 
-def _orphan_watchdog(period_s: float = 1.0) -> None:
-    """Exit this rank if its parent (the forkserver, which lives as long as the launching process) goes away."""
+def _orphan_watchdog(launcher: int, period_s: float = 1.0) -> None:
+    """Exit this rank soon after the launching process dies (even by SIGKILL, when no cleanup code runs)."""
     import threading
-
-    parent = os.getppid()
 
     def watch():
         while True:
             time.sleep(period_s)
-            if os.getppid() != parent:
+            try:
+                os.kill(launcher, 0)
+            except ProcessLookupError:
                 os._exit(3)
+            except PermissionError:
+                pass
 
     threading.Thread(target=watch, daemon=True, name="orphan-watchdog").start()
 
 
-def _child(fn, rank, world_size, port, backend, threads, args, results):
+def _child(fn, rank, world_size, port, backend, threads, args, results, launcher):
     import torch
 
-    _orphan_watchdog()
+    _orphan_watchdog(launcher)
 
     torch.set_num_threads(threads)
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
@@ -107,7 +109,7 @@ def run_ranks(
     results = ctx.Queue()
     port = port or free_port()
     procs = [
-        ctx.Process(target=_child, args=(fn, r, world_size, port, backend, threads, args, results), daemon=True)
+        ctx.Process(target=_child, args=(fn, r, world_size, port, backend, threads, args, results, os.getpid()), daemon=True)
         for r in range(world_size)
     ]
     for p in procs:
