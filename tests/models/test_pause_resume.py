@@ -144,3 +144,16 @@ def test_from_bytes_places_scheduler_tensors_like_the_scheduler_does(request, fa
     if family == "wan":
         assert s.sigmas.device.type == "cpu"  # UniPC keeps sigmas on the CPU by design
         assert s.last_sample.is_meta and s.model_outputs[-1].is_meta
+
+
+def test_step_after_the_last_step_is_an_error(sd3, wan):
+    s = sd3.prepare(image_req(steps=1))
+    sd3.step(s)
+    with pytest.raises(ValidationError, match="all 1 steps"):
+        sd3.step(s)
+    v = wan.prepare(video_req(steps=1))
+    wan.step(v)
+    with pytest.raises(ValidationError, match="all 1 steps"):
+        wan.step(v)
+    with pytest.raises(ValidationError, match="tiny-wan"):
+        sd3.step(wan.prepare(video_req(steps=1)))

@@ -118,6 +118,12 @@ class Adapter:
     def decode(self, state: State) -> torch.Tensor:
         raise NotImplementedError
 
+    def _check_runnable(self, state: State) -> None:
+        if state.done:
+            raise ValidationError(f"request {state.request_id!r} has run all {state.num_steps} steps")
+        if state.model != self.name:
+            raise ValidationError(f"state belongs to model {state.model!r}, not {self.name!r}")
+
     def pause(self, state: State) -> State:
         """Pausing keeps the State as it is (nothing to copy): the caller simply stops calling step()."""
         return state

@@ -69,6 +69,7 @@ class SD3Adapter(Adapter):
     @torch.no_grad()
     def step(self, state: State) -> State:
         """Run denoising step `state.step` and advance (the pipeline's loop body, verbatim in effect)."""
+        self._check_runnable(state)
         e = state.embeds
         t = state.scheduler.timesteps[state.step]
         latents = state.latents

@@ -68,6 +68,7 @@ class WanAdapter(Adapter):
 
     @torch.no_grad()
     def step(self, state: State) -> State:
+        self._check_runnable(state)
         pipe, i = self.pipe, state.step
         sched = state.scheduler
         t = sched.timesteps[i]
