@@ -13,6 +13,7 @@ app = typer.Typer(help="Benchmarks (figures measured side by side in one run).",
 
 # name -> module under genserve.bench; each module defines `cmd`.
 BENCHMARKS: dict[str, str] = {
+    "simulator": "simulator",
     "steps": "steps",
     "api": "api",
 }

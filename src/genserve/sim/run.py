@@ -41,7 +41,7 @@ def _fresh(r: Request) -> Request:
 
 def run_simulation(requests: Sequence[Request], policy, cluster: ClusterSpec | int, profile, *, options=None,
                    strict: bool = False, log: bool = False, until: float | None = None,
-                   coalesce_steps: bool = True) -> SimResult:
+                   coalesce_steps: bool = True, wall_budget_s: float | None = None) -> SimResult:
     """Simulate `requests` under `policy` and return a SimResult (records, counters, `summary()`).
 
     policy: a Policy object, or a registry name (`make_policy(name, options)`).
@@ -51,6 +51,7 @@ def run_simulation(requests: Sequence[Request], policy, cluster: ClusterSpec | i
     until: stop at this simulated time; requests still live then are reported unfinished.
     coalesce_steps: issue a video's remaining steps as one run for policies that need no round at every step
     boundary (same results, far fewer events; False replays the live engine's step-by-step protocol).
+    wall_budget_s: stop after this much wall time (benchmarks); `info["stopped"]` says so.
     The input requests are not modified (each run works on fresh copies).
     """
     t0 = time.perf_counter()
@@ -100,7 +101,13 @@ def run_simulation(requests: Sequence[Request], policy, cluster: ClusterSpec | i
     flush = ctl.flush
     last = reqs[0].arrival if reqs else 0.0
     first = last
+    stopped = False
+    loops = 0
     while True:
+        loops += 1
+        if wall_budget_s is not None and not loops & 1023 and time.perf_counter() - t0 > wall_budget_s:
+            stopped = True
+            break
         t_heap = heap[0][0] if heap else _INF
         t_arr = reqs[i].arrival if i < n else _INF
         t = t_heap if t_heap < t_arr else t_arr
@@ -133,7 +140,7 @@ def run_simulation(requests: Sequence[Request], policy, cluster: ClusterSpec | i
         num_gpus=cluster.num_gpus, makespan_s=max(last - first, 0.0), busy_gpu_s=sum(executor.busy_s),
         rounds=ctl.rounds, events=ctl.events + i, preemptions=ctl.preemptions, sp_changes=ctl.sp_changes,
         wall_s=time.perf_counter() - t0, log=executor.log,
-        info={"profile": profile.name, "gpus_per_node": cluster.gpus_per_node},
+        info={"profile": profile.name, "gpus_per_node": cluster.gpus_per_node, "stopped": stopped, "submitted": i},
     )
 
 

@@ -1,0 +1,236 @@
+"""The controller on its own: admission, broken plans, cancellation, the executor protocol, wake-ups."""
+
+import subprocess
+import sys
+
+import pytest
+
+from genserve.core.errors import ProfileError, ValidationError
+from genserve.core.events import BatchDone, StepDone, VideoDone
+from genserve.core.plan import HOLD, Action, ActionKind, Plan
+from genserve.core.request import Modality, Request, RequestStatus
+from genserve.core.snapshot import ClusterSpec
+from genserve.engine import Controller, PlanError, VirtualClock
+from genserve.executors.base import Executor, StepSetup
+from genserve.scheduling.baselines import FCFS, SRTF
+
+
+class Recorder:
+    """An executor that records commands; the test plays the events back by hand."""
+
+    def __init__(self):
+        self.calls = []
+        self.emit = None
+
+    def attach(self, emit):
+        self.emit = emit
+
+    def start_batch(self, requests, gpu):
+        self.calls.append(("batch", tuple(r.id for r in requests), gpu))
+
+    def run_step(self, request, step, gpus, setup, source_gpu=None):
+        self.calls.append(("step", request.id, step, gpus, setup, source_gpu))
+
+    def pause(self, request, gpu):
+        self.calls.append(("pause", request.id, gpu))
+
+    def decode(self, request, gpu):
+        self.calls.append(("decode", request.id, gpu))
+
+    def discard(self, request, gpus):
+        self.calls.append(("discard", request.id, gpus))
+
+    def close(self):
+        pass
+
+
+def make_ctl(policy, profile, gpus=2, strict=True):
+    clock = VirtualClock()
+    ex = Recorder()
+    assert isinstance(ex, Executor)
+    return Controller(policy, ClusterSpec(gpus), profile, ex, clock, strict=strict), ex, clock
+
+
+def test_admission_rejects_bad_requests_with_clear_messages(tiny, make):
+    ctl, _, _ = make_ctl(FCFS(), tiny)
+    ctl.submit(make.image("a", 0.0, tiny))
+    with pytest.raises(ValidationError, match="duplicate request id 'a'"):
+        ctl.submit(make.image("a", 0.0, tiny))
+    bad_model = Request("b", Modality.IMAGE, "nope", "p", 64, 64, 10, 0, 0.0, 5.0)
+    with pytest.raises(ProfileError, match="unknown image model 'nope'"):
+        ctl.submit(bad_model)
+    too_big = Request("c", Modality.VIDEO, "vid", "p", 4096, 4096, 4, 0, 0.0, 5.0, frames=8)
+    with pytest.raises(ProfileError, match="request 'c'.*outside the profiled range"):
+        ctl.submit(too_big)
+    assert set(ctl.requests) == {"a"}
+
+
+def test_step_protocol_fresh_continue_pause_resume_decode(tiny, make):
+    ctl, ex, clock = make_ctl(SRTF(), tiny, gpus=1)
+    ctl.submit(make.video("v", 0.0, tiny))
+    ctl.flush()
+    assert ex.calls == [("step", "v", 0, (0,), StepSetup.FRESH, None)]
+    clock.advance_to(1.5)
+    ctl.on_event(StepDone(1.5, "v", 0, (0,), 1.5))
+    ctl.flush()  # nothing waits: SRTF skips the round, the video continues where it is
+    assert ex.calls[-1] == ("step", "v", 1, (0,), StepSetup.CONTINUE, None)
+    clock.advance_to(2.0)
+    ctl.submit(make.image("i", 2.0, tiny))
+    ctl.flush()  # the image is shorter, but the video is mid-step: nothing yet
+    assert ex.calls[-1][0] == "step"
+    clock.advance_to(2.5)
+    ctl.on_event(StepDone(2.5, "v", 1, (0,), 1.0))
+    ctl.flush()  # boundary: pause the video, start the image on its GPU
+    assert ex.calls[-2:] == [("pause", "v", 0), ("batch", ("i",), 0)]
+    assert ctl.requests["v"].status is RequestStatus.PAUSED
+    clock.advance_to(4.0)
+    ctl.on_event(BatchDone(4.0, ("i",), 0, 1.5))
+    ctl.flush()  # resume from its home GPU
+    assert ex.calls[-1] == ("step", "v", 2, (0,), StepSetup.RESUME, 0)
+    clock.advance_to(5.25)
+    ctl.on_event(StepDone(5.25, "v", 2, (0,), 1.25))
+    ctl.flush()
+    clock.advance_to(6.25)
+    ctl.on_event(StepDone(6.25, "v", 3, (0,), 1.0))
+    ctl.flush()
+    assert ex.calls[-1] == ("decode", "v", 0)
+    clock.advance_to(7.25)
+    ctl.on_event(VideoDone(7.25, "v", 0))
+    ctl.flush()
+    rec = ctl.records["v"]
+    assert rec.status == "done" and rec.finish == 7.25 and rec.pauses == 1 and rec.start == 0.0
+    assert ctl.records["i"].met_slo
+    assert ctl.idle and ctl.free_gpus() == [0]
+
+
+class DoubleBooker:
+    name = "double-booker"
+    preemptive = False
+
+    def plan(self, snap):
+        plan = Plan()
+        for v in snap.videos:
+            plan.actions[v.id] = Action(ActionKind.START, (0,))
+        return plan
+
+
+class Forgetful:
+    name = "forgetful"
+    preemptive = False
+
+    def plan(self, snap):
+        return Plan()
+
+
+class PausesDecoding:
+    name = "pauses-decoding"
+    preemptive = True
+
+    def plan(self, snap):
+        plan = FCFS().plan(snap)
+        for v in snap.videos:
+            if v.decoding:
+                plan.actions[v.id] = HOLD
+        return plan
+
+
+@pytest.mark.parametrize("strict", [True, False])
+def test_broken_plan_raises_and_leaves_state_alone(tiny, make, strict):
+    ctl, ex, _ = make_ctl(DoubleBooker(), tiny, strict=strict)
+    ctl.submit(make.video("a", 0.0, tiny))
+    ctl.submit(make.video("b", 0.0, tiny))
+    with pytest.raises(PlanError, match="double-booker.*GPU 0"):
+        ctl.flush()
+    assert ex.calls == []
+    assert all(r.status is RequestStatus.QUEUED for r in ctl.requests.values())
+    assert ctl.free_gpus() == [0, 1]
+
+
+def test_strict_mode_reports_missing_actions(tiny, make):
+    ctl, _, _ = make_ctl(Forgetful(), tiny, strict=True)
+    ctl.submit(make.image("a", 0.0, tiny))
+    with pytest.raises(PlanError, match="no action for request a"):
+        ctl.flush()
+
+
+def test_decoding_video_cannot_be_paused(tiny, make):
+    ctl, ex, clock = make_ctl(PausesDecoding(), tiny, gpus=1, strict=False)
+    ctl.submit(make.video("v", 0.0, tiny))
+    ctl.flush()
+    for k, t in enumerate((1.5, 2.5, 3.5, 4.5)):
+        clock.advance_to(t)
+        ctl.on_event(StepDone(t, "v", k, (0,), 1.0))
+        ctl.flush()
+    assert ex.calls[-1] == ("decode", "v", 0)
+    ctl.submit(make.image("i", 4.6, tiny))
+    with pytest.raises(PlanError, match="decoding"):
+        ctl.flush()
+
+
+def test_cancel_queued_running_and_paused(tiny, make):
+    ctl, ex, clock = make_ctl(FCFS(), tiny, gpus=1)
+    ctl.submit(make.video("v", 0.0, tiny))
+    ctl.submit(make.image("w", 0.0, tiny))  # same arrival: FCFS breaks the tie by id, so v runs first
+    ctl.flush()
+    assert ctl.requests["v"].status is RequestStatus.RUNNING
+    assert ctl.cancel("w") and ctl.requests["w"].status is RequestStatus.CANCELLED
+    assert not ctl.cancel("w") and not ctl.cancel("nope")
+    assert ctl.cancel("v")  # mid-step: takes effect at the boundary
+    assert ctl.requests["v"].status is RequestStatus.RUNNING and ctl.free_gpus() == []
+    clock.advance_to(1.5)
+    ctl.on_event(StepDone(1.5, "v", 0, (0,), 1.5))
+    ctl.flush()
+    assert ctl.requests["v"].status is RequestStatus.CANCELLED
+    assert ex.calls[-1] == ("discard", "v", (0,))
+    assert ctl.free_gpus() == [0] and ctl.idle
+    assert ctl.records["v"].status == "cancelled" and not ctl.records["v"].met_slo
+
+
+def test_cancel_paused_video(tiny, make):
+    ctl, ex, clock = make_ctl(SRTF(), tiny, gpus=1)
+    ctl.submit(make.video("v", 0.0, tiny))
+    ctl.flush()
+    ctl.submit(make.image("i", 1.0, tiny))
+    clock.advance_to(1.5)
+    ctl.on_event(StepDone(1.5, "v", 0, (0,), 1.5))
+    ctl.flush()
+    assert ctl.requests["v"].status is RequestStatus.PAUSED
+    assert ctl.cancel("v")
+    assert ctl.requests["v"].status is RequestStatus.CANCELLED and ex.calls[-1] == ("discard", "v", (0,))
+
+
+def test_wake_at_is_honoured_by_the_simulator(tiny, make):
+    from genserve.sim import run_simulation
+
+    class Waits(FCFS):
+        """Holds every image until t >= 1.0, asking for a wake-up then."""
+
+        name = "waits"
+        step_rounds = "always"
+
+        def plan(self, snap):
+            if snap.now < 1.0:
+                plan = Plan(wake_at=1.0)
+                for im in snap.images:
+                    plan.actions[im.id] = HOLD
+                for v in snap.videos:
+                    plan.actions[v.id] = HOLD
+                return plan
+            return super().plan(snap)
+
+    res = run_simulation([make.image("i", 0.0, tiny)], Waits(), 1, tiny, strict=True)
+    assert res.records[0].start == 1.0 and res.records[0].finish == 2.5
+
+
+def test_control_plane_modules_do_not_import_torch():
+    mods = ["genserve.engine", "genserve.engine.controller", "genserve.engine.clock", "genserve.executors",
+            "genserve.executors.base", "genserve.executors.sim", "genserve.sim", "genserve.sim.cli",
+            "genserve.sim.run", "genserve.sim.metrics", "genserve.scheduling.baselines",
+            "genserve.scheduling.registry", "genserve.bench.simulator"]
+    code = ("import importlib, sys\n"
+            f"for m in {mods!r}: importlib.import_module(m)\n"
+            "from genserve.sim import run_simulation\n"
+            "run_simulation([], 'fcfs', 2, 'paper')\n"
+            "bad = [m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules]\n"
+            "assert not bad, bad\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
