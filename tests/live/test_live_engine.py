@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import queue
-import statistics
 import threading
 import time
 
@@ -20,7 +19,8 @@ from genserve.executors.base import StepSetup
 from genserve.profiles import Profile
 from genserve.scheduling.options import PolicyOptions
 from genserve.scheduling.registry import make_policy
-from genserve.workers.driver import run_live, scaled_profile
+from genserve.bench.engine import isolated_and_calibrated, mixed_trace
+from genserve.workers.driver import run_live
 
 from live_helpers import BATCH_PIXEL_TOL, SP_FRAME_TOL, clone, image, load_raw, video, wait_event
 
@@ -77,51 +77,17 @@ def test_video_sp_1_2_4_paused_1_matches_uninterrupted(pool):
     assert {(1, "fresh"), (2, "reconfigure"), (4, "reconfigure"), (4, "continue"), (1, "resume")} <= kinds
 
 
-def _mixed_trace(prof: Profile) -> list:
-    """~20 requests: videos filling the 4 workers (two with deadlines that need SP > 1), then bursts of images
-    with tight deadlines (sigma 1) that only preemption or an SP downgrade can serve."""
-    reqs = []
-
-    def vid(i, t, w, h, f, steps, k):
-        iso = prof.isolated_latency("video", "tiny-wan", w, h, f, steps)
-        reqs.append(video(f"v{i}", w=w, h=h, frames=f, steps=steps, seed=100 + i, arrival=t, deadline=t + k * iso))
-
-    def img(i, t, size, k=1.5):
-        iso = prof.isolated_latency("image", "tiny-sd3", size, size, 1, 4)
-        reqs.append(image(f"i{i}", size=size, steps=4, seed=i, arrival=t, deadline=t + k * iso))
-
-    vid(0, 0.0, 32, 32, 5, 12, 0.75)  # tight: SP 1 misses, SP 2+ meets (per the profile)
-    vid(1, 0.0, 32, 32, 5, 16, 8.0)
-    vid(2, 0.02, 64, 64, 9, 10, 8.0)
-    vid(3, 0.04, 32, 32, 5, 16, 8.0)
-    for j in range(6):
-        img(j, 0.5 + 0.02 * j, 32 if j % 3 else 64)
-    vid(4, 0.9, 32, 32, 5, 10, 0.8)
-    for j in range(6, 12):
-        img(j, 1.4 + 0.03 * (j - 6), 32)
-    vid(5, 1.6, 32, 32, 5, 10, 6.0)
-    img(12, 2.0, 64)
-    img(13, 2.1, 32)
-    return reqs
-
-
 def test_mixed_trace_genserve_policy(pool):
     """~20 tiny requests on 4 workers under the genserve policy: every request completes, at least one
     preemption and one SP change happen, and every output equals its isolated run (bit for bit when the request
     ran at SP 1 / batch 1, within the SP or batching tolerance otherwise)."""
     base = Profile.load("tiny-cpu")
-    trace = _mixed_trace(base)
     # 1. isolated runs (FCFS: SP 1, batch 1, no preemption) of the same requests; they also calibrate the profile
-    iso_reqs = [clone(r, "iso-" + r.id, arrival=0.0, deadline=1e6) for r in trace]
-    n0 = len(pool.step_durations)
-    iso = run_live(make_policy("fcfs", PolicyOptions(batching=False)), pool, iso_reqs, base, timeout_s=100)
+    #    to this machine, so that slack and deadlines (sigma 1 for images) mean what they say on the real clock
+    iso, prof = isolated_and_calibrated(pool, base, mixed_trace(base), prefix="iso-", timeout_s=100)
     assert all(rec.status == "done" for rec in iso.records.values()), iso.records
-    ratios_v = [d / base.video_step("tiny-wan", 32, 32, 5, 1) for rid, deg, s, d in pool.step_durations[n0:]
-                if s == "continue" and rid.startswith("iso-v") and dict((r.id, r) for r in iso_reqs)[rid].width == 32]
-    ratios_i = [ev_dur for ev_dur in _batch_ratios(iso, base, iso_reqs)]
-    prof = scaled_profile(base, statistics.median(ratios_i), statistics.median(ratios_v), "tiny-cpu-calibrated")
     # 2. the mixed trace under genserve, deadlines from the calibrated profile
-    trace = _mixed_trace(prof)
+    trace = mixed_trace(prof)
     res = run_live(make_policy("genserve", PolicyOptions()), pool, trace, prof, timeout_s=100)
     recs = res.records
     assert len(recs) == 20
@@ -139,18 +105,6 @@ def test_mixed_trace_genserve_policy(pool):
             tol = SP_FRAME_TOL if r.is_video else BATCH_PIXEL_TOL
             assert (got - want).abs().max().item() <= tol, r.id
     print(_summary(res))
-
-
-def _batch_ratios(res, prof: Profile, reqs) -> list[float]:
-    by_id = {r.id: r for r in reqs}
-    out = []
-    for t, kind, text in res.events:
-        if kind == "BatchDone":
-            rid = text.split(" on ")[0].split(",")[0]
-            ms = float(text.rsplit("(", 1)[1].split(" ms")[0])
-            r = by_id[rid]
-            out.append(ms / 1e3 / prof.image_latency(r.model, r.width, r.height, 1, r.steps))
-    return out
 
 
 def _summary(res) -> str:
@@ -260,6 +214,32 @@ def test_worker_exception_fails_the_request_with_its_reason(pool):
     req3 = video("after-raise-sp2", steps=2)
     pool.run_step(req3, 0, (0, 1), StepSetup.FRESH, None)
     assert isinstance(wait_event(q, ("StepDone",), req3.id), StepDone)
+
+
+def test_engine_runtime_over_local_workers(tmp_path, pool):
+    """The serving path: F's Engine (the Controller on the wall clock in a background thread) over a LocalExecutor
+    of 2 workers, via make_engine("local"): an image and a video complete with real PNG/MP4 files, progress
+    updates arrive, and close() leaves none of its workers running."""
+    from genserve.engine.api import RequestUpdate
+    from genserve.engine.runtime import make_engine
+
+    eng = make_engine("local", profile="tiny-cpu", policy="genserve", devices=["cpu", "cpu"], output_dir=tmp_path)
+    updates: list[RequestUpdate] = []
+    eng.start()
+    try:
+        pids = list(eng.executor.all_pids)
+        assert len(pids) == 2 and all(_alive(p) for p in pids)
+        now = eng.now
+        eng.submit(video("rt-v", steps=6, arrival=now, deadline=now + 60), updates.append)
+        eng.submit(image("rt-i", arrival=now, deadline=now + 60), updates.append)
+        for rid, suffix in (("rt-v", ".mp4"), ("rt-i", ".png")):
+            u = eng.wait(rid, timeout=60)
+            assert u is not None and u.status.value == "done", u
+            assert u.outputs and u.outputs[0].endswith(suffix) and os.path.getsize(u.outputs[0]) > 0
+        assert any(u.request_id == "rt-v" and 0 < u.progress < 100 for u in updates)
+    finally:
+        eng.close(drain=True)
+    assert not [p for p in pids if _alive(p)]
 
 
 def _alive(pid: int) -> bool:

@@ -16,6 +16,7 @@ BENCHMARKS: dict[str, str] = {
     "simulator": "simulator",
     "steps": "steps",
     "api": "api",
+    "engine": "engine",
 }
 
 for _name, _module in BENCHMARKS.items():

@@ -187,6 +187,7 @@ class LocalExecutor:
         # metrics
         self.step_overheads: list[float] = []  # s between a StepDone reply arriving and the next step command
         self.step_durations: list[tuple[str, int, str, float]] = []  # (rid, degree, setup, worker-measured s)
+        self.op_times: dict[str, list[float]] = {}  # op -> command round trips (send to last reply), seconds
         self.restarts = 0
         self.recovered_steps = 0
         self.log: list[tuple[float, str, str]] = []  # (engine time, kind, text): faults, restarts, failures
@@ -370,7 +371,7 @@ class LocalExecutor:
                 src: object = "fresh"
             else:
                 if v.step_reply_at is not None:
-                    self.step_overheads.append(t_cmd - v.step_reply_at)
+                    _capped(self.step_overheads, t_cmd - v.step_reply_at)
                     v.step_reply_at = None
                 src = self._source(v, gpus, setup, source_gpu)
             dead = [g for g in gpus if self._handles[g].given_up]
@@ -508,8 +509,8 @@ class LocalExecutor:
                 conns = {}
                 for h in self._handles:
                     if h.alive and h.res is not None:
-                        conns[h.res] = h
-                        conns[h.proc.sentinel] = h
+                        conns[h.res] = (h, h.proc)
+                        conns[h.proc.sentinel] = (h, h.proc)
             try:
                 ready = mp_wait(list(conns), timeout=0.1)
             except (OSError, ValueError):
@@ -520,9 +521,9 @@ class LocalExecutor:
                     return
                 dead: list[_Handle] = []
                 for obj in ready:
-                    h = conns[obj]
-                    if not h.alive or h in dead:
-                        continue
+                    h, proc = conns[obj]
+                    if not h.alive or h.proc is not proc or h in dead:
+                        continue  # a process already handled (and perhaps replaced) in this round
                     if obj is h.res:
                         if not self._drain(h, events):
                             dead.append(h)
@@ -573,10 +574,11 @@ class LocalExecutor:
             self._on_ok(job, h.rank, msg[2], events, now_pc)
         else:
             self._on_err(job, h.rank, msg[2], bool(msg[3]), events)
-        if not job.pending and job.status != "running":
-            self._jobs.pop(seq, None)
-        elif not job.pending and job.status == "running":
-            job.status = "done"
+        if not job.pending:
+            if job.status == "running":
+                job.status = "done"
+            if job.status == "done":
+                _capped(self.op_times.setdefault(job.op, []), now_pc - job.sent_at)
             self._jobs.pop(seq, None)
 
     def _on_ok(self, job: _Job, rank: int, payload: dict, events: list[Event], now_pc: float) -> None:
@@ -595,7 +597,7 @@ class LocalExecutor:
             if job.ckpt_now:
                 v.ckpt_step = job.step + 1
             v.step_reply_at = now_pc
-            self.step_durations.append((job.rid, len(job.gpus), self._setup_name(job), payload.get("duration", 0.0)))
+            _capped(self.step_durations, (job.rid, len(job.gpus), job.setup, payload.get("duration", 0.0)))
             events.append(StepDone(now, job.rid, job.step, job.gpus, payload.get("duration", 0.0)))
         elif op == "batch":
             job.status = "done"
@@ -615,10 +617,6 @@ class LocalExecutor:
             v = self._videos.get(job.rid)
             if v is not None and job.ckpt_now:
                 v.ckpt_step = v.steps_done
-
-    @staticmethod
-    def _setup_name(job: _Job) -> str:
-        return job.setup
 
     def _on_err(self, job: _Job, rank: int, reason: str, comm: bool, events: list[Event]) -> None:
         if job.status != "running":
@@ -761,6 +759,16 @@ class LocalExecutor:
                 elif job.rid is not None and job.op in ("step", "decode"):
                     events.append(Failed(now, (job.rid,), gpus, reason, True))
                     self._forget(job.rid)
+
+
+METRIC_CAP = 50_000
+
+
+def _capped(values: list, x) -> None:
+    """Append, keeping the newest METRIC_CAP entries (a long-running server must not grow without bound)."""
+    values.append(x)
+    if len(values) > 2 * METRIC_CAP:
+        del values[:METRIC_CAP]
 
 
 def _stop_forkserver() -> None:

@@ -251,16 +251,22 @@ class Worker:
 
 
 def _reader(conn, commands: "queue.Queue[dict]") -> None:
-    """Move commands from the pipe to the local queue; EOF (the executor is gone) means stop."""
+    """Move commands from the pipe to the local queue. "stop", or EOF (the executor is gone), drops every command
+    not started yet and stops after the one running now."""
     while True:
         try:
             c = conn.recv()
         except (EOFError, OSError):
-            commands.put({"op": "stop", "orphan": True})
+            c = {"op": "stop", "orphan": True}
+        if c.get("op") == "stop":
+            while True:
+                try:
+                    commands.get_nowait()
+                except queue.Empty:
+                    break
+            commands.put(c)
             return
         commands.put(c)
-        if c.get("op") == "stop":
-            return
 
 
 def worker_main(rank: int, cfg: WorkerConfig, port: int, cmd_conn, res_conn) -> None:
