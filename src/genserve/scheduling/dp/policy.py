@@ -142,11 +142,19 @@ class _Round:
         """The paper's resume trigger: time to deadline below the remaining time at SP 1."""
         return v.deadline - self.now < v.remaining_steps * self.t_step(v, 1) + self.decode(v)
 
-    def value(self, v: VideoView, finish: float) -> tuple[int, float]:
+    def value(self, v: VideoView, finish: float, slack_ref: float = 0.0) -> tuple[int, float]:
+        """(recoverable, score) of running `v` so that it finishes at `finish`.
+
+        Paper: score 1/(1+|laxity|). Ours (`prefer_fast`): among feasible candidates the earlier finish scores
+        higher (idle GPUs make videos finish sooner, which frees them for later arrivals), plus a per-video term
+        1/(1+slack) at its reference degree, so the video with the most slack is the cheapest to pause.
+        A candidate that misses the deadline scores `lost_video_score`/(1+|laxity|) and counts zero.
+        """
         lax = v.deadline - finish
         if lax >= 0:
             if self.tun.prefer_fast:
-                return 1, 0.5 + 0.5 / (1.0 + (finish - self.now))
+                w = self.tun.victim_weight
+                return 1, 0.5 + (0.5 - w) / (1.0 + (finish - self.now)) + w / (1.0 + max(0.0, slack_ref))
             return 1, 1.0 / (1.0 + lax)
         s = self.tun.lost_video_score / (1.0 - lax)
         if self.tun.age_weight:
@@ -199,16 +207,29 @@ def _dp_plan(r: _Round, batching: bool) -> Plan:
     fixed: dict[int, Action] = {}
     paused_home: dict[int, list[int]] = {}
 
+    slack_ref = [0.0] * nv  # slack at the current degree (running) or at SP 1 from now (others)
+    for vi, v in enumerate(videos):
+        if v.status is RequestStatus.RUNNING and not v.decoding and v.gpus and cl.is_valid_group(v.gpus):
+            slack_ref[vi] = v.deadline - r.finish(vi, tuple(v.gpus))
+        elif not v.decoding:
+            slack_ref[vi] = v.deadline - r.now - v.remaining_steps * r.t_step(v, 1) - r.decode(v)
+
     def add(vi: int, kind: ActionKind, block: tuple[int, ...]) -> None:
         f = r.finish(vi, block)
-        c, s = r.value(videos[vi], f)
+        c, s = r.value(videos[vi], f, slack_ref[vi])
         cands[vi].append(_Cand(kind, block, f, c, s))
 
-    def hold_value(v: VideoView, p_ref: int) -> tuple[int, float]:
+    def hold_value(v: VideoView, p_ref: int, base: float) -> tuple[int, float]:
+        """A hold scores zero in the paper. With `hold_counts`, a video that can still finish on time after a
+        pause of `hold_horizon_s` at degree p_ref stays counted; its score drops by 0.25/(1+slack), so among
+        videos that can afford a pause the one with the most slack is paused first (the paper's victim order)."""
         if not tun.hold_counts:
             return 0, 0.0
         f = r.now + tun.hold_horizon_s + v.remaining_steps * r.t_step(v, p_ref) + r.decode(v)
-        return (1, 0.0) if f <= v.deadline else (0, 0.0)
+        slack = v.deadline - f
+        if slack < 0:
+            return 0, 0.0
+        return 1, base - 0.25 / (1.0 + slack)
 
     pool: list[int] = []
     for vi, v in enumerate(videos):
@@ -231,15 +252,16 @@ def _dp_plan(r: _Round, batching: bool) -> Plan:
                 if higher:
                     b = block_around(min(v.gpus), higher[0])
                     if b and set(v.gpus) <= set(b) and eligible(b):
-                        tight = r.value(v, r.finish(vi, tuple(v.gpus)))[0] == 0
+                        tight = slack_ref[vi] < 0
                         if not (tun.gate_scale_up and r.image_active and not tight):
                             add(vi, ActionKind.RECONFIGURE, b)
-            hold_val[vi] = hold_value(v, p)
+            base = cands[vi][0].score if cands[vi] and cands[vi][0].count else 0.5
+            hold_val[vi] = hold_value(v, p, base)
         elif v.status is RequestStatus.PAUSED:
             h = v.home_gpu
             if h is not None:
                 paused_home.setdefault(h, []).append(vi)
-            hold_val[vi] = hold_value(v, 1)
+            hold_val[vi] = hold_value(v, 1, 0.5)
             if tun.gate_resume and r.image_active and not r.budget_tight(v):
                 continue
             if h is not None and 0 <= h < r.n and r.veligible[h]:
@@ -247,7 +269,7 @@ def _dp_plan(r: _Round, batching: bool) -> Plan:
             else:
                 pool.append(vi)
         else:
-            hold_val[vi] = hold_value(v, 1)
+            hold_val[vi] = hold_value(v, 1, 0.5)
             pool.append(vi)
 
     # pool videos (queued, or paused with an unusable home): allocate an anchor in EDF order, best fit
@@ -279,6 +301,9 @@ def _dp_plan(r: _Round, batching: bool) -> Plan:
         homed = [u for u in paused_home.get(L, []) if anchor[u] == L]
         if not opt.preemption or len(paused_home.get(L, [])) >= limit:
             require(L, {vi} | (set(homed) if opt.preemption else set()))
+        # never pause a video with slack <= 0 that can still make it (a hopeless one may yield)
+        if tun.critical_rule and slack_ref[vi] <= 0 and any(c.count for c in cands[vi]):
+            require(L, {vi})
     soft: dict[int, set[int]] = {}
     if opt.tail_guard:
         for vi, v in enumerate(videos):

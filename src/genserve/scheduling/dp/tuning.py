@@ -25,6 +25,10 @@ class Tuning:
     # scale up when it helps (score prefers the candidate finishing earliest among feasible ones) instead of the
     # paper's smallest-laxity preference
     prefer_fast: bool = False
+    # weight of the per-video 1/(1+slack) term in the score (victim order), and the paper's rule that a video
+    # with slack <= 0 is never paused (applied to videos that can still make it)
+    victim_weight: float = 0.0
+    critical_rule: bool = True
     # tail guard: pauses after which a video may not be paused again, and the ageing weight for lost videos
     max_pauses: int = 2
     age_weight: float = 0.0

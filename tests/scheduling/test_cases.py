@@ -1,0 +1,161 @@
+"""Hand-built rounds: preemption, degree drops, resumes, scale-ups, batching, the ablation rungs."""
+
+from __future__ import annotations
+
+from genserve.core.plan import ActionKind
+from genserve.core.request import RequestStatus as S
+from genserve.scheduling import plan_violations
+from genserve.scheduling.dp import GenServePolicy
+from genserve.scheduling.options import PolicyOptions
+
+from snapshots import PROFILE, image, snapshot, video
+
+T768 = PROFILE.video_step("wan2.2-t2v-5b", 768, 768, 81, 1)
+
+
+def _plan(snap, opts=None):
+    opts = opts or PolicyOptions()
+    plan = GenServePolicy(opts).plan(snap)
+    assert not plan_violations(snap, plan, opts.max_paused_per_gpu)
+    return plan
+
+
+def _full_cluster(now, slacks, sizes=None, done=None):
+    """8 videos at SP 1, one per GPU, all at a step boundary; video k's deadline gives it slack slacks[k]."""
+    vids = []
+    for k, slack in enumerate(slacks):
+        size = sizes[k] if sizes else 768
+        steps_done = done[k] if done else 10
+        rem = 50 - steps_done
+        t = PROFILE.video_step("wan2.2-t2v-5b", size, size, 81, 1)
+        finish = now + rem * t + PROFILE.video_decode("wan2.2-t2v-5b", size, size, 81)
+        vids.append(video(f"v{k}", size, S.RUNNING, (k,), steps_done, arrival=0.0, deadline=finish + slack,
+                          busy_until=now))
+    return vids
+
+
+def test_urgent_image_preempts_the_video_with_most_slack():
+    now = 100.0
+    slacks = [1.0, 5.0, 30.0, 2.0, 3.0, 4.0, 6.0, 8.0]
+    vids = _full_cluster(now, slacks, done=[40, 30, 0, 40, 40, 35, 30, 25])
+    snap = snapshot(now, [image("i0", 768, arrival=now)], vids, last_image=now)
+    plan = _plan(snap)
+    held = [v.id for v in vids if plan.actions[v.id].kind is ActionKind.HOLD]
+    assert held == ["v2"]
+    assert plan.actions["i0"].kind is ActionKind.BATCH and plan.actions["i0"].gpus == (2,)
+    # the greedy rung (no DP) follows the paper's rule literally: descending slack
+    plan = _plan(snap, PolicyOptions(dp=False))
+    assert [v.id for v in vids if plan.actions[v.id].kind is ActionKind.HOLD] == ["v2"]
+
+
+def test_never_preempts_a_video_with_no_slack():
+    now = 100.0
+    slacks = [0.0, -0.5, 0.0, -0.1, 0.0, -0.2, 0.0, 0.0]
+    vids = _full_cluster(now, slacks, sizes=[480] * 8, done=[25] * 8)
+    snap = snapshot(now, [image("i0", 768, arrival=now)], vids, last_image=now)
+    for opts in (PolicyOptions(), PolicyOptions(dp=False)):
+        plan = _plan(snap, opts)
+        for v in vids:
+            assert plan.actions[v.id].kind is not ActionKind.HOLD, (opts, v.id)
+
+
+def test_degree_drop_is_chosen_over_a_pause():
+    now = 50.0
+    # one 768p video on all 8 GPUs with enough slack to finish at SP 4, but not if paused for long
+    t8 = PROFILE.video_step("wan2.2-t2v-5b", 768, 768, 81, 8)
+    t4 = PROFILE.video_step("wan2.2-t2v-5b", 768, 768, 81, 4)
+    rem = 30
+    dec = PROFILE.video_decode("wan2.2-t2v-5b", 768, 768, 81)
+    deadline = now + rem * t4 + dec + 0.5  # feasible at SP 4, not at SP 8 after a pause of a few seconds
+    v = video("v", 768, S.RUNNING, tuple(range(8)), 50 - rem, arrival=0.0, deadline=deadline, busy_until=now)
+    assert now + 5 + rem * t8 + dec > deadline
+    imgs = [image(f"i{k}", 1024, arrival=now) for k in range(3)]
+    snap = snapshot(now, imgs, [v], last_image=now)
+    plan = _plan(snap)
+    a = plan.actions["v"]
+    assert a.kind is ActionKind.RECONFIGURE and len(a.gpus) == 4 and a.gpus[0] == 0
+    assert all(plan.actions[i.id].kind is ActionKind.BATCH for i in imgs)
+    assert {b.gpu for b in plan.batches} <= set(range(4, 8))
+
+
+def test_paused_video_whose_budget_is_tight_resumes():
+    now = 200.0
+    rem = 30
+    dec = PROFILE.video_decode("wan2.2-t2v-5b", 480, 480, 81)
+    t1 = PROFILE.video_step("wan2.2-t2v-5b", 480, 480, 81, 1)
+    deadline = now + rem * t1 + dec - 1.0  # budget-tight: cannot finish at SP 1 any more
+    paused = video("p", 480, S.PAUSED, (), 50 - rem, arrival=150.0, deadline=deadline, home=3, pauses=1)
+    others = _full_cluster(now, [20.0] * 8, done=[10] * 8)
+    others = [v for v in others if v.gpus != (3,)] + [video("w", 768, S.RUNNING, (), 0, arrival=0.0)][:0]
+    # GPU 3 is idle now; images keep arriving (not an idle period)
+    snap = snapshot(now, [], others + [paused], last_image=now - 0.5)
+    plan = _plan(snap)
+    a = plan.actions["p"]
+    assert a.kind is ActionKind.RESUME and 3 in a.gpus
+    # the greedy rung resumes it too (budget-tight), and an idle period resumes a relaxed one
+    assert _plan(snap, PolicyOptions(dp=False)).actions["p"].kind is ActionKind.RESUME
+    relaxed = video("p", 480, S.PAUSED, (), 50 - rem, arrival=150.0, deadline=now + 100, home=3, pauses=1)
+    busy = snapshot(now, [], others + [relaxed], last_image=now - 0.5)
+    assert _plan(busy, PolicyOptions(dp=False)).actions["p"].kind is ActionKind.HOLD
+    idle = snapshot(now, [], others + [relaxed], last_image=now - 60)
+    assert _plan(idle, PolicyOptions(dp=False)).actions["p"].kind is ActionKind.RESUME
+
+
+def test_idle_gpus_make_a_lagging_video_scale_up():
+    now = 10.0
+    rem = 40
+    t1 = PROFILE.video_step("wan2.2-t2v-5b", 768, 768, 81, 1)
+    t2 = PROFILE.video_step("wan2.2-t2v-5b", 768, 768, 81, 2)
+    dec = PROFILE.video_decode("wan2.2-t2v-5b", 768, 768, 81)
+    deadline = now + rem * t2 + dec + 1.0  # late at SP 1, on time at SP 2
+    v = video("v", 768, S.RUNNING, (0,), 50 - rem, arrival=0.0, deadline=deadline, busy_until=now)
+    assert now + rem * t1 + dec > deadline
+    snap = snapshot(now, [], [v])
+    for opts in (PolicyOptions(), PolicyOptions(tail_guard=False)):
+        a = _plan(snap, opts).actions["v"]
+        assert a.kind is ActionKind.RECONFIGURE and a.gpus == (0, 1)
+    # without elastic SP it cannot
+    assert _plan(snap, PolicyOptions(elastic_sp=False)).actions["v"].kind is ActionKind.CONTINUE
+
+
+def test_same_resolution_images_batch_on_one_gpu():
+    now = 5.0
+    # at sigma 1 a 768 image cannot even share a GPU with one more (T_img(2) > its deadline): use sigma 1.5
+    imgs = [image(f"i{k}", 768, arrival=now - 0.01 * k, sigma=1.5) for k in range(4)]
+    vids = _full_cluster(now, [1.0] * 8, sizes=[256] * 8, done=[45] * 8)[:7]  # GPU 7 idle
+    snap = snapshot(now, imgs, vids, last_image=now)
+    plan = _plan(snap)
+    assert len(plan.batches) == 1 and len(plan.batches[0].request_ids) >= 2 and plan.batches[0].gpu == 7
+    off = _plan(snap, PolicyOptions(batching=False))
+    assert all(len(b.request_ids) == 1 for b in off.batches)
+
+
+def test_decoding_video_continues_and_paused_limit_holds():
+    now = 30.0
+    dec = video("d", 768, S.RUNNING, (0,), 50, arrival=0.0, busy_until=now + 2.0, decoding=True)
+    p = video("p", 768, S.PAUSED, (), 20, arrival=0.0, home=1, pauses=1)
+    r = video("r", 768, S.RUNNING, (1,), 10, arrival=5.0, busy_until=now)
+    imgs = [image(f"i{k}", 768, arrival=now) for k in range(8)]
+    snap = snapshot(now, imgs, [dec, p, r], busy=[now + 2.0] + [now - 1] * 7, last_image=now)
+    plan = _plan(snap)
+    assert plan.actions["d"].kind is ActionKind.CONTINUE and plan.actions["d"].gpus == (0,)
+    # r may not be paused onto GPU 1 while p's state is there, unless p resumes there
+    if plan.actions["r"].kind is ActionKind.HOLD:
+        assert plan.actions["p"].kind is ActionKind.RESUME and 1 in plan.actions["p"].gpus
+
+
+def test_everything_off_is_fcfs():
+    """All switches off: arrival order, SP 1, one image per GPU, nothing paused."""
+    now = 20.0
+    vids = [video("a", 768, S.QUEUED, (), 0, arrival=1.0), video("b", 256, S.QUEUED, (), 0, arrival=3.0)]
+    imgs = [image("i0", 1440, arrival=2.0, deadline=100.0), image("i1", 768, arrival=4.0, deadline=100.0),
+            image("i2", 768, arrival=5.0, deadline=100.0)]
+    run = _full_cluster(now, [10.0] * 8)[:5]  # GPUs 5, 6, 7 free
+    snap = snapshot(now, imgs, run + vids, last_image=5.0)
+    off = PolicyOptions(dp=False, preemption=False, elastic_sp=False, batching=False)
+    plan = _plan(snap, off)
+    assert plan.actions["a"].kind is ActionKind.START and len(plan.actions["a"].gpus) == 1
+    assert plan.actions["i0"].kind is ActionKind.BATCH
+    assert plan.actions["b"].kind is ActionKind.START
+    assert plan.actions["i1"].kind is ActionKind.HOLD and plan.actions["i2"].kind is ActionKind.HOLD
+    assert all(plan.actions[v.id].kind is ActionKind.CONTINUE for v in run)

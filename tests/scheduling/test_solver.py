@@ -1,0 +1,144 @@
+"""The tree DP equals brute-force enumeration of every candidate combination."""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+import pytest
+
+from genserve.core.snapshot import ClusterSpec
+from genserve.scheduling.dp import policy as policy_mod
+from genserve.scheduling.dp.solver import VideoOptions, build_tree, solve
+from genserve.scheduling.options import PolicyOptions
+
+from snapshots import random_snapshot
+
+NEG = float("-inf")
+
+
+def brute_force(n: int, videos: list[VideoOptions], must: dict[int, frozenset[int]]) -> dict[int, float]:
+    """k -> best total value over every combination (hold or one candidate per video) that is disjoint and
+    covers every constrained GPU with one of its allowed videos."""
+    best: dict[int, float] = {}
+    choices = [[None] + list(range(len(v.cands))) for v in videos]
+    for combo in itertools.product(*choices):
+        owner: dict[int, int] = {}
+        ok = True
+        total = 0.0
+        for vi, ci in enumerate(combo):
+            if ci is None:
+                total += videos[vi].hold
+                continue
+            block, value = videos[vi].cands[ci]
+            if value == NEG:
+                ok = False
+                break
+            total += value
+            for g in block:
+                if g in owner:
+                    ok = False
+                    break
+                owner[g] = vi
+            if not ok:
+                break
+        if not ok:
+            continue
+        if any(owner.get(g) not in allowed for g, allowed in must.items()):
+            continue
+        k = len(owner)
+        if total > best.get(k, NEG):
+            best[k] = total
+    return best
+
+
+def random_instance(rng: random.Random, cluster: ClusterSpec, nv: int, constrained: bool):
+    videos = []
+    degs = cluster.usable_degrees
+    for _ in range(nv):
+        anchor = rng.randrange(cluster.num_gpus)
+        blocks = [b for p in degs for b in cluster.groups(p) if anchor in b]
+        picked = rng.sample(blocks, rng.randint(0, len(blocks)))
+        cands = [(b, rng.choice([0, 1, 1, 2]) * 10 + rng.random()) for b in picked]
+        hold = rng.choice([0.0, 0.0, 10.0]) + rng.random() * 0.1
+        videos.append(VideoOptions(hold, cands))
+    must: dict[int, frozenset[int]] = {}
+    if constrained:
+        for _ in range(rng.randint(0, 2)):
+            g = rng.randrange(cluster.num_gpus)
+            must[g] = frozenset(rng.sample(range(nv), rng.randint(1, min(2, nv))))
+    return videos, must
+
+
+def _compare(cluster: ClusterSpec, videos, must) -> None:
+    tree = build_tree(cluster.num_gpus, cluster.gpus_per_node, cluster.sp_degrees)
+    sol = solve(tree, cluster.num_gpus, videos, must)
+    want = brute_force(cluster.num_gpus, videos, must)
+    if not want:
+        assert sol is None
+        return
+    assert sol is not None
+    assert set(sol.best) == set(want)
+    for k, v in want.items():
+        assert sol.best[k] == pytest.approx(v, abs=1e-9)
+        # backtracking returns a disjoint combination with that value and k GPUs
+        choice = sol.choose(k)
+        used = [g for vi, ci in choice.items() for g in videos[vi].cands[ci][0]]
+        assert len(used) == len(set(used)) == k
+        value = sum(videos[vi].cands[ci][1] if vi in choice else videos[vi].hold
+                    for vi, ci in [(vi, choice.get(vi)) for vi in range(len(videos))])
+        assert value == pytest.approx(v, abs=1e-9)
+        for g, allowed in must.items():
+            assert any(g in videos[vi].cands[ci][0] and vi in allowed for vi, ci in choice.items())
+
+
+@pytest.mark.parametrize("n,per_node", [(8, 8), (4, 4), (16, 8), (2, 2)])
+def test_tree_dp_equals_brute_force(n, per_node):
+    rng = random.Random(n * 1000 + per_node)
+    cluster = ClusterSpec(n, per_node)
+    for trial in range(250):
+        videos, must = random_instance(rng, cluster, rng.randint(1, 5), constrained=trial % 2 == 1)
+        _compare(cluster, videos, must)
+
+
+def test_non_laminar_degrees_use_the_exact_generic_dp():
+    cluster = ClusterSpec(6, 6, (1, 2, 3))
+    assert build_tree(6, 6, (1, 2, 3)) is None
+    rng = random.Random(7)
+    for trial in range(150):
+        videos = []
+        for _ in range(rng.randint(1, 4)):
+            blocks = [b for p in cluster.usable_degrees for b in cluster.groups(p)]
+            cands = [(b, rng.random() * 20) for b in rng.sample(blocks, rng.randint(0, 4))]
+            videos.append(VideoOptions(rng.random(), cands))
+        _compare(cluster, videos, {})
+
+
+def test_policy_instances_equal_brute_force(monkeypatch):
+    """The solver inputs the policy builds from random snapshots (anchored candidates, paused-per-GPU limits,
+    tail guard) are solved exactly."""
+    captured = []
+    real = policy_mod.solve
+
+    def spy(tree, n, videos, must=None, forbid=frozenset()):
+        captured.append((n, videos, must or {}, forbid))
+        return real(tree, n, videos, must, forbid)
+
+    monkeypatch.setattr(policy_mod, "solve", spy)
+    checked = 0
+    for seed in range(400):
+        snap = random_snapshot(seed, n=8)
+        captured.clear()
+        policy_mod.GenServePolicy(PolicyOptions()).plan(snap)
+        for n, videos, must, forbid in captured:
+            size = 1
+            for v in videos:
+                size *= len(v.cands) + 1
+            if size > 20000:
+                continue
+            if forbid:
+                videos = [VideoOptions(v.hold, [(b, x) if forbid.isdisjoint(b) else (b, NEG) for b, x in v.cands])
+                          for v in videos]
+            _compare(snap.cluster, videos, must)
+            checked += 1
+    assert checked > 300
