@@ -74,9 +74,14 @@ def test_negative_guidance(sd3):
         sd3.validate(image_req(guidance_scale=-1.0))
 
 
-def test_missing_fields(sd3):
+def test_missing_or_malformed_fields(sd3, wan):
     with pytest.raises(ValidationError, match="missing width, height"):
         sd3.validate({"prompt": "a cat", "steps": 3})
+    with pytest.raises(ValidationError, match="non-numeric"):
+        sd3.validate(image_req(guidance_scale="lots"))
+    with pytest.raises(ValidationError, match=r"4k\+1"):
+        wan.validate(video_req(frames=0))  # zero is not "unset"
+    assert sd3.validate(image_req(guidance_scale="3.5", seed=None)).guidance_scale == 3.5
 
 
 @pytest.mark.parametrize("name", ["tiny-sd4", "", "sd3", "not a model!"])

@@ -33,13 +33,21 @@ class Spec:
         if isinstance(req, Spec):
             return req
         get = req.get if isinstance(req, dict) else (lambda k, d=None: getattr(req, k, d))
-        missing = [k for k in ("prompt", "width", "height", "steps") if get(k) is None]
+        missing = [k for k in ("width", "height", "steps") if get(k) is None]
         if missing:
             raise ValidationError(f"request is missing {', '.join(missing)}")
-        return cls(prompt=get("prompt"), width=int(get("width")), height=int(get("height")), steps=int(get("steps")),
-                   seed=int(get("seed", 0) or 0), frames=int(get("frames", 1) or 1),
-                   guidance_scale=get("guidance_scale"), negative_prompt=get("negative_prompt"),
-                   id=str(get("id", "") or ""))
+        try:
+            g = get("guidance_scale")
+            return cls(prompt=get("prompt"), width=int(get("width")), height=int(get("height")),
+                       steps=int(get("steps")), seed=int(_default(get("seed"), 0)),
+                       frames=int(_default(get("frames"), 1)), guidance_scale=None if g is None else float(g),
+                       negative_prompt=get("negative_prompt"), id=str(get("id", "") or ""))
+        except (TypeError, ValueError) as e:
+            raise ValidationError(f"request has a non-numeric size, steps, seed, frames or guidance: {e}") from e
+
+
+def _default(value, default):
+    return default if value is None else value
 
 
 class Adapter:

@@ -27,7 +27,7 @@ class SD3Adapter(Adapter):
         super().__init__(pipe, name, **kw)
         self.patch = pipe.transformer.config.patch_size
         self.size_multiple = pipe.vae_scale_factor * self.patch
-        self.max_side = pipe.transformer.config.pos_embed_max_size * self.size_multiple
+        self.max_side = (pipe.transformer.config.pos_embed_max_size or 0) * self.size_multiple  # 0: no limit
         self._seq_len = self.max_sequence_length or 256
 
     def _validate_frames(self, spec: Spec) -> None:
