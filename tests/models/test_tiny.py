@@ -49,7 +49,7 @@ def test_loading_takes_about_a_second():
     for name in ("tiny-sd3", "tiny-wan"):
         t = time.perf_counter()
         load_adapter(name)
-        assert time.perf_counter() - t < 2.0, name
+        assert time.perf_counter() - t < 3.0, name  # ~0.1 s measured; slack for a loaded box
 
 
 def test_tiny_wan_splits_for_sequence_parallel(wan):
