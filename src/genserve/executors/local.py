@@ -140,7 +140,8 @@ class LocalExecutor:
                  sp_degrees: tuple[int, ...] = (1, 2, 4, 8), clock=None, checkpoint_every: int = 1,
                  start_method: str = "forkserver", startup_timeout_s: float = 300.0, max_restarts: int = 3,
                  stuck_grace_s: float = 2.0, comm_fail_grace_s: float = 3.0, spool_dir: str | None = None,
-                 sp_mode: str = "auto", dist_timeout_s: float = 120.0, fps: int = 8, save_raw: bool = False) -> None:
+                 sp_mode: str = "auto", dist_timeout_s: float = 120.0, fps: int = 8, save_raw: bool = False,
+                 command_timeout_s: float | None = 600.0) -> None:
         if num_workers <= 0:
             raise ValueError(f"num_workers must be positive, got {num_workers}")
         if device.startswith("cuda"):
@@ -161,6 +162,7 @@ class LocalExecutor:
         self.max_restarts = max_restarts
         self.stuck_grace_s = stuck_grace_s
         self.comm_fail_grace_s = comm_fail_grace_s
+        self.command_timeout_s = command_timeout_s
         self._own_output = output_dir is None
         self.output_dir = Path(output_dir or tempfile.mkdtemp(prefix="genserve-out-"))
         shm = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
@@ -502,42 +504,55 @@ class LocalExecutor:
 
     # ---- listening ---------------------------------------------------------------------------------------------------
     def _listen(self) -> None:
-        while True:
-            with self._lock:
-                if self._closed:
-                    return
-                conns = {}
-                for h in self._handles:
-                    if h.alive and h.res is not None:
-                        conns[h.res] = (h, h.proc)
-                        conns[h.proc.sentinel] = (h, h.proc)
+        """The listener thread: replies, deaths, watchdog. An internal error is logged, never fatal to the thread
+        (a dead listener would silently stop every event)."""
+        import logging
+        import traceback
+
+        while not self._closed:
             try:
-                ready = mp_wait(list(conns), timeout=0.1)
-            except (OSError, ValueError):
-                ready = []
-            events: list[Event] = []
-            with self._lock:
-                if self._closed:
-                    return
-                dead: list[_Handle] = []
-                for obj in ready:
-                    h, proc = conns[obj]
-                    if not h.alive or h.proc is not proc or h in dead:
-                        continue  # a process already handled (and perhaps replaced) in this round
-                    if obj is h.res:
-                        if not self._drain(h, events):
-                            dead.append(h)
-                    elif not self._closing:
-                        self._drain(h, events)
+                self._listen_once()
+            except Exception as e:  # noqa: BLE001
+                self.log.append((self.clock.now(), "listener-error", f"{type(e).__name__}: {e}"))
+                logging.getLogger("genserve.executors.local").error("listener error: %s", traceback.format_exc())
+                time.sleep(0.01)
+
+    def _listen_once(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            conns = {}
+            for h in self._handles:
+                if h.alive and h.res is not None:
+                    conns[h.res] = (h, h.proc)
+                    conns[h.proc.sentinel] = (h, h.proc)
+        try:
+            ready = mp_wait(list(conns), timeout=0.1)
+        except (OSError, ValueError):
+            ready = []
+        events: list[Event] = []
+        with self._lock:
+            if self._closed:
+                return
+            dead: list[_Handle] = []
+            for obj in ready:
+                h, proc = conns[obj]
+                if not h.alive or h.proc is not proc or h in dead:
+                    continue  # a process already handled (and perhaps replaced) in this round
+                if obj is h.res:
+                    if not self._drain(h, events):
                         dead.append(h)
-                for h in dead:
-                    if not self._closing:
-                        self._on_death(h, events)
-                    else:
-                        h.alive = False
+                elif not self._closing:
+                    self._drain(h, events)
+                    dead.append(h)
+            for h in dead:
                 if not self._closing:
-                    self._watchdog(events)
-            self._flush(events)
+                    self._on_death(h, events)
+                else:
+                    h.alive = False
+            if not self._closing:
+                self._watchdog(events)
+        self._flush(events)
 
     def _drain(self, h: _Handle, events: list[Event]) -> bool:
         """Read every reply waiting on h's pipe; False when the pipe is closed (the process is gone)."""
@@ -739,6 +754,15 @@ class LocalExecutor:
             if not h.alive or not h.outstanding:
                 continue
             head = next(iter(h.outstanding.values()))
+            busy_for = now_pc - max(head.sent_at, h.last_reply)  # how long it has been running its oldest command
+            if self.command_timeout_s is not None and h.ready and busy_for > self.command_timeout_s:
+                self.log.append((self.clock.now(), "worker-hung", f"rank {h.rank}: {head.op} running for "
+                                 f"{busy_for:.0f}s (limit {self.command_timeout_s:.0f}s); killing it"))
+                try:
+                    os.kill(h.pid, signal.SIGKILL)
+                except OSError:
+                    pass
+                continue
             if head.status == "superseded" and now_pc - max(self._death_at, h.last_reply) > self.stuck_grace_s:
                 self.log.append((self.clock.now(), "worker-stuck", f"rank {h.rank} blocked on a broken collective;"
                                  " killing it"))

@@ -72,8 +72,16 @@ def run_live(policy, executor, requests: Iterable[Request], profile, *, timeout_
         if i >= total and ctl.idle:
             break
         if time.monotonic() - started > timeout_s:
-            live = [rid for rid, rec in ctl.records.items() if rec.status not in ("done", "failed", "cancelled")]
-            raise TimeoutError(f"live run not finished after {timeout_s:.0f}s; still live: {live}")
+            live = []
+            for rid, rec in ctl.records.items():
+                if rec.status in ("done", "failed", "cancelled"):
+                    continue
+                vp = getattr(ctl, "_videos", {}).get(rid)
+                extra = "" if vp is None else (f" steps {vp.steps_done}/{vp.request.steps} gpus {vp.gpus} "
+                                               f"in_flight={vp.in_flight} decoding={vp.decoding}")
+                live.append(f"{rid} ({ctl.requests[rid].status.value}{extra})")
+            raise TimeoutError(f"live run not finished after {timeout_s:.0f}s; still live: {', '.join(live)}; "
+                               f"wake_at={ctl.wake_at}, executor log: {getattr(executor, 'log', [])[-5:]}")
         nxt = [t for t in (pending[i].arrival if i < total else None, ctl.wake_at) if t is not None]
         wait = 0.05 if not nxt else max(0.0, min(nxt) - clock.now())
         try:
