@@ -23,6 +23,7 @@ import json
 import logging
 import threading
 import time
+from collections import deque
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -94,6 +95,34 @@ class _BodyLimit:
         return await self.app(scope, limited_receive, send)
 
 
+class _Instrument:
+    """Pure ASGI middleware (outermost): stamps when the request reached the app (for the admission-overhead
+    figure) and counts responses by route template and status code."""
+
+    def __init__(self, app, server: "Server") -> None:
+        self.app = app
+        self.server = server
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        scope["genserve.t0"] = time.perf_counter()
+        status = [500]
+
+        async def send_wrapper(message):
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = scope.get("route")
+            endpoint = getattr(route, "path", None) or "unmatched"
+            self.server.metrics.api_requests.labels(endpoint=f"{scope['method']} {endpoint}",
+                                                    code=str(status[0])).inc()
+
+
 class Server:
     """State shared by the routes: engine, store, outputs, metrics, in-flight waiters."""
 
@@ -108,13 +137,21 @@ class Server:
         self._lock = threading.Lock()
         self._active: set[str] = set()  # submitted to the engine, not yet terminal
         self._waiters: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Future]] = {}
-        self._last_progress: dict[str, tuple[str, int]] = {}
+        # latest (status, steps_done, steps_total, progress) of active jobs: kept in memory, shown by GET; only
+        # status changes and final states are written to SQLite (a restart re-runs a job from its start anyway)
+        self._progress: dict[str, tuple[str, int, int, int]] = {}
+        self._cancelling: set[str] = set()
         self._closing = False
         self.ready = False
+        self.admission_samples: deque[float] = deque(maxlen=100_000)  # seconds, app entry -> engine admission
 
     # ---- engine side -----------------------------------------------------------------------------------
     def _engine_stats(self):
         return self.engine.stats()
+
+    def record_admission(self, seconds: float) -> None:
+        self.metrics.admission_seconds.observe(seconds)
+        self.admission_samples.append(seconds)
 
     def active_count(self) -> int:
         with self._lock:
@@ -155,17 +192,18 @@ class Server:
                 self.store.update(rid, **fields)
                 with self._lock:
                     self._active.discard(rid)
-                    self._last_progress.pop(rid, None)
+                    self._progress.pop(rid, None)
+                    self._cancelling.discard(rid)
                     waiter = self._waiters.pop(rid, None)
                 if waiter is not None:
                     loop, fut = waiter
                     loop.call_soon_threadsafe(_resolve, fut, u)
             else:
-                key = (status, u.progress)
                 with self._lock:
-                    changed = self._last_progress.get(rid) != key
-                    self._last_progress[rid] = key
-                if changed:
+                    prev = self._progress.get(rid)
+                    self._progress[rid] = (status, u.steps_done, u.steps_total, u.progress)
+                    persist = (prev is None or prev[0] != status) and rid not in self._cancelling
+                if persist:
                     self.store.update(rid, status=status, steps_done=u.steps_done, steps_total=u.steps_total,
                                       progress=u.progress)
         except Exception:  # never let a store problem kill the engine thread
@@ -254,7 +292,21 @@ class Server:
                 pass
 
     # ---- views -----------------------------------------------------------------------------------------
+    def live_view(self, job: Job) -> Job:
+        """The job with the engine's latest progress (kept in memory while it is active)."""
+        if job.active:
+            with self._lock:
+                p = self._progress.get(job.id)
+            if p is not None:
+                job.status, job.steps_done, job.steps_total, job.progress = p
+        return job
+
+    def mark_cancelling(self, job_id: str) -> None:
+        with self._lock:
+            self._cancelling.add(job_id)
+
     def video_object(self, job: Job) -> dict:
+        job = self.live_view(job)
         s = job.spec
         error = None
         if job.status in ("failed", "cancelled") and job.error:
@@ -359,8 +411,9 @@ def create_app(engine: ServingEngine, settings: ServerSettings) -> FastAPI:
     app.state.server = server
     install_error_handlers(app)
     app.add_middleware(_BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(_Instrument, server=server)  # outermost: stamps arrival, counts responses
 
-    def require_key(request: Request) -> None:
+    async def require_key(request: Request) -> None:  # async: FastAPI runs sync dependencies in a thread pool
         key = settings.api_key
         if key is None:
             return
@@ -380,7 +433,7 @@ def create_app(engine: ServingEngine, settings: ServerSettings) -> FastAPI:
     @v1.post("/images/generations", openapi_extra={"requestBody": {"required": True, "content": {
         "application/json": {"schema": ImageGenerationRequest.model_json_schema()}}}})
     async def images_generations(request: Request):
-        t0 = time.perf_counter()
+        t0 = request.scope.get("genserve.t0") or time.perf_counter()
         body = await _read_body(request, ImageGenerationRequest, allow_form=False)
         spec = normalise_image(settings, body)
         server.check_capacity(body.n)
@@ -402,7 +455,7 @@ def create_app(engine: ServingEngine, settings: ServerSettings) -> FastAPI:
             for i in ids:
                 server.store.delete(i)
             raise
-        server.metrics.admission_seconds.observe(time.perf_counter() - t0)
+        server.record_admission(time.perf_counter() - t0)
         try:
             updates = await asyncio.wait_for(asyncio.gather(*futures), timeout=settings.image_timeout_s)
         except asyncio.TimeoutError:
@@ -454,7 +507,7 @@ def create_app(engine: ServingEngine, settings: ServerSettings) -> FastAPI:
         "multipart/form-data": {"schema": VideoCreateRequest.model_json_schema()},
         "application/json": {"schema": VideoCreateRequest.model_json_schema()}}}})
     async def videos_create(request: Request):
-        t0 = time.perf_counter()
+        t0 = request.scope.get("genserve.t0") or time.perf_counter()
         body = await _read_body(request, VideoCreateRequest, allow_form=True)
         spec = normalise_video(settings, body)
         server.check_capacity(1)
@@ -467,8 +520,10 @@ def create_app(engine: ServingEngine, settings: ServerSettings) -> FastAPI:
         except APIError:
             server.store.delete(vid)
             raise
-        server.metrics.admission_seconds.observe(time.perf_counter() - t0)
-        job = server.store.get(vid)
+        server.record_admission(time.perf_counter() - t0)
+        job = Job(seq=0, id=vid, kind="video", status="queued", spec=spec, created_at=created,
+                  deadline_at=created + slo, steps_done=0, steps_total=spec.steps, progress=0, completed_at=None,
+                  error_code=None, error=None, output=None, met_deadline=None, attempts=1)
         return server.video_object(job)
 
     def _video(video_id: str) -> Job:
@@ -504,7 +559,7 @@ def create_app(engine: ServingEngine, settings: ServerSettings) -> FastAPI:
 
     @v1.get("/videos/{video_id}/content")
     async def videos_content(video_id: str, variant: str = "video"):
-        job = _video(video_id)
+        job = server.live_view(_video(video_id))
         if variant != "video":
             raise APIError(400, f"variant {variant!r} is not available; only 'video' (the MP4)", param="variant",
                            code="invalid_value")
@@ -524,6 +579,7 @@ def create_app(engine: ServingEngine, settings: ServerSettings) -> FastAPI:
     async def videos_delete(video_id: str):
         job = _video(video_id)
         if job.active:
+            server.mark_cancelling(video_id)
             engine.cancel(video_id)  # stops at the next step boundary; the engine reports CANCELLED
             server.store.update(video_id, status="cancelled", error_code="cancelled", completed_at=time.time(),
                                 error="cancelled by DELETE /v1/videos/{id}")
@@ -576,14 +632,5 @@ def create_app(engine: ServingEngine, settings: ServerSettings) -> FastAPI:
     async def metrics():
         data = await asyncio.to_thread(server.metrics.render)
         return Response(data, media_type="text/plain; version=0.0.4; charset=utf-8")
-
-    @app.middleware("http")
-    async def count_requests(request: Request, call_next):
-        response = await call_next(request)
-        route = request.scope.get("route")
-        endpoint = getattr(route, "path", None) or "unmatched"
-        server.metrics.api_requests.labels(endpoint=f"{request.method} {endpoint}",
-                                           code=str(response.status_code)).inc()
-        return response
 
     return app
