@@ -45,7 +45,7 @@ def _assert_no_survivors():
 
 @pytest.mark.parametrize("world,gpn", [(4, 4), (4, 2), (2, 8)])
 def test_registry_creates_aligned_groups(world, gpn):
-    res = run_ranks(checks.rank_registry, world, args=(gpn,), timeout_s=60)
+    res = run_ranks(checks.rank_registry, world, args=(gpn,), timeout_s=120)
     spec = ClusterSpec(num_gpus=world, gpus_per_node=gpn)
     expected = sorted(g for p in spec.usable_degrees if p > 1 for g in spec.groups(p))
     for rank, r in enumerate(res):
@@ -84,7 +84,7 @@ def test_sp2_forward_equals_sp1_two_ranks():
         dict(heads=8, head_dim=12, frames=3, height=8, width=8, modes=("auto", "ring")),  # 48 tokens
         dict(heads=3, head_dim=12, frames=3, height=6, width=6),  # 27 tokens: padding, heads % 2 -> ring
     ]
-    res = run_ranks(checks.rank_sp_equivalence, 2, args=(cases,), timeout_s=90)
+    res = run_ranks(checks.rank_sp_equivalence, 2, args=(cases,), timeout_s=120)
     seen = _check_equivalence(res, 2)
     assert {(0, 2, "ulysses"), (0, 2, "ring"), (1, 2, "ring")} <= seen
     _assert_no_survivors()
@@ -129,8 +129,8 @@ def test_elastic_loop_sp1_2_4_pause_1(heads):
 def test_failing_rank_fails_fast_and_leaves_no_process():
     t0 = time.monotonic()
     with pytest.raises(RankFailure, match="deliberate failure"):
-        run_ranks(checks.rank_fail, 2, args=("raise",), timeout_s=60)
-    assert time.monotonic() - t0 < 30
+        run_ranks(checks.rank_fail, 2, args=("raise",), timeout_s=300)
+    assert time.monotonic() - t0 < 100  # well before the timeout (includes a cold forkserver start)
     _assert_no_survivors()
 
 
@@ -138,7 +138,7 @@ def test_hanging_rank_times_out_and_leaves_no_process():
     t0 = time.monotonic()
     with pytest.raises(RankFailure, match="timeout"):
         run_ranks(checks.rank_fail, 2, args=("hang",), timeout_s=4)
-    assert time.monotonic() - t0 < 20
+    assert time.monotonic() - t0 < 30
     _assert_no_survivors()
 
 

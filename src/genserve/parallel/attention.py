@@ -36,23 +36,21 @@ def _key_mask(total: int, valid_len: int, device) -> torch.Tensor | None:
 
 
 def ulysses_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, group: SPGroup, valid_len: int) -> torch.Tensor:
-    """All-to-all: sequence shards x all heads -> full sequence x H/p heads; SDPA; all-to-all back."""
+    """All-to-all: sequence shards x all heads -> full sequence x H/p heads; SDPA; all-to-all back.
+
+    Q, K and V travel in one all-to-all (one collective instead of three)."""
     p = group.size
     b, s_loc, h, d = q.shape
     hp = h // p
-
-    def seq_to_heads(x: torch.Tensor) -> torch.Tensor:
-        # [B, S_loc, p, H/p, D] -> [p(dest: head chunk), S_loc, B, H/p, D]
-        x = x.reshape(b, s_loc, p, hp, d).permute(2, 1, 0, 3, 4).contiguous()
-        out = torch.empty_like(x)
-        dist.all_to_all_single(out, x, group=group.pg)
-        # out[src] = src's sequence chunk of our heads -> [B, H/p, S, D]
-        return out.reshape(p * s_loc, b, hp, d).permute(1, 2, 0, 3)
-
-    qh, kh, vh = seq_to_heads(q), seq_to_heads(k), seq_to_heads(v)
+    # [3, B, S_loc, p, H/p, D] -> [p (dest: head chunk), 3, S_loc, B, H/p, D]
+    x = torch.stack([q, k, v]).reshape(3, b, s_loc, p, hp, d).permute(3, 0, 2, 1, 4, 5).contiguous()
+    y = torch.empty_like(x)
+    dist.all_to_all_single(y, x, group=group.pg)
+    # y[src] = src's sequence chunk of our heads -> [3, B, H/p, S, D]
+    y = y.permute(1, 3, 4, 0, 2, 5).reshape(3, b, hp, p * s_loc, d)
     mask = _key_mask(p * s_loc, valid_len, q.device)
-    o = F.scaled_dot_product_attention(qh, kh, vh, attn_mask=mask)  # [B, H/p, S, D]
-    # [B, H/p, p(dest: seq chunk), S_loc, D] -> [p, S_loc, B, H/p, D]
+    o = F.scaled_dot_product_attention(y[0], y[1], y[2], attn_mask=mask)  # [B, H/p, S, D]
+    # [B, H/p, p (dest: seq chunk), S_loc, D] -> [p, S_loc, B, H/p, D]
     o = o.reshape(b, hp, p, s_loc, d).permute(2, 3, 0, 1, 4).contiguous()
     out = torch.empty_like(o)
     dist.all_to_all_single(out, o, group=group.pg)
