@@ -516,11 +516,15 @@ class Controller:
                 nxt = vp.run_start + vp.run_first + k * vp.step_s
             done = min(vp.run_base + k, vp.run_end - 1)
             old = views.get(rid)
-            if old is None or old.steps_done != done or old.busy_until != nxt:
-                r = vp.request
-                views[rid] = VideoView(r.id, r.model, r.width, r.height, r.frames, r.steps, done, r.arrival,
-                                       r.deadline, r.status, vp.gpus, vp.home_gpu, nxt, False, vp.pauses,
-                                       vp.sp_changes)
+            if old is None:
+                old = views[rid] = self._view(vp)
+            if old.steps_done != done or old.busy_until != nxt:
+                new = object.__new__(VideoView)  # a copy of the frozen view with two fields changed (fast)
+                d = new.__dict__
+                d.update(old.__dict__)
+                d["steps_done"] = done
+                d["busy_until"] = nxt
+                views[rid] = new
 
     @staticmethod
     def _view(vp: VideoProgress) -> VideoView:

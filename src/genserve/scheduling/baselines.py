@@ -251,44 +251,64 @@ class SRTF(_Baseline):
     def remaining(self, snap: Snapshot, r) -> float:
         if isinstance(r, ImageView) or r.status is _QUEUED:
             return self.total_runtime(snap, r)
-        prof = snap.profile
         p = r.degree if r.status is _RUNNING and r.degree else 1
-        return (r.remaining_steps * prof.video_step(r.model, r.width, r.height, r.frames, p)
-                + prof.video_decode(r.model, r.width, r.height, r.frames))
+        key = (r.id, p)
+        hit = self._vmemo.get(key)
+        if hit is None:
+            prof = snap.profile
+            hit = self._vmemo[key] = (prof.video_step(r.model, r.width, r.height, r.frames, p),
+                                      prof.video_decode(r.model, r.width, r.height, r.frames))
+            if len(self._vmemo) > 200_000:
+                self._vmemo.clear()
+        return (r.steps - r.steps_done) * hit[0] + hit[1]
+
+    def __init__(self, options: PolicyOptions | None = None) -> None:
+        super().__init__(options)
+        self._vmemo: dict[tuple[str, int], tuple[float, float]] = {}
+
+    def _batch_for(self, snap: Snapshot, r: ImageView, taken: set[str], state: dict) -> list[str]:
+        shapes = state.get("shapes")
+        if shapes is None:
+            shapes = state["shapes"] = {}
+            for im in sorted(snap.images, key=lambda x: (x.deadline, x.arrival, x.id)):
+                shapes.setdefault((im.model, im.width, im.height, im.steps), []).append(im)
+        return image_batch(snap, r, shapes[(r.model, r.width, r.height, r.steps)], taken)
 
     def plan(self, snap: Snapshot) -> Plan:
         plan = Plan()
         actions = plan.actions
         now = snap.now
-        cands: list[tuple[float, int, float, str, object]] = []
-        waiting = bool(snap.images)
+        waiting: list[tuple[float, int, float, str, object]] = []
         running: list[VideoView] = []
         for v in snap.videos:
             st = v.status
             if st is _RUNNING:
                 if v.decoding:
                     actions[v.id] = continue_on(v.gpus)
-                    continue
-                running.append(v)
-                cands.append((self.remaining(snap, v), 0, v.arrival, v.id, v))
+                else:
+                    running.append(v)
             else:
-                waiting = True
-                cands.append((self.remaining(snap, v), 1 if st is _PAUSED else 2, v.arrival, v.id, v))
-        if not waiting:
+                waiting.append((self.remaining(snap, v), 1 if st is _PAUSED else 2, v.arrival, v.id, v))
+        for im in snap.images:
+            waiting.append((self.total_runtime(snap, im), 2, im.arrival, im.id, im))
+        free_now = snap.free_gpus()
+        if len(waiting) <= len(free_now):
+            # nobody has to give way: running videos continue, every waiting request gets a free GPU
             for v in running:
                 actions[v.id] = continue_on(v.gpus)
+            waiting.sort(key=lambda c: c[:4])
+            self._assign(snap, plan, [c[4] for c in waiting], free_now, {}, set())
             return plan
-        for im in snap.images:
-            cands.append((self.total_runtime(snap, im), 2, im.arrival, im.id, im))
-        cands.sort(key=lambda c: c[:4])
 
+        cands = waiting + [(self.remaining(snap, v), 0, v.arrival, v.id, v) for v in running]
+        cands.sort(key=lambda c: c[:4])
         busy = snap.busy_until
         capacity = sum(1 for b in busy if b <= now)  # GPUs not held by batches or decodes
         winners: list = []
         used = 0
         batches: dict[str, list[str]] = {}
         taken: set[str] = set()
-        shapes: dict[tuple, list[ImageView]] | None = None
+        state: dict = {}
         for c in cands:
             r = c[4]
             if r.id in taken:
@@ -300,11 +320,7 @@ class SRTF(_Baseline):
             winners.append(r)
             taken.add(r.id)
             if isinstance(r, ImageView) and self.batching:
-                if shapes is None:
-                    shapes = {}
-                    for im in sorted(snap.images, key=lambda x: (x.deadline, x.arrival, x.id)):
-                        shapes.setdefault((im.model, im.width, im.height, im.steps), []).append(im)
-                members = image_batch(snap, r, shapes[(r.model, r.width, r.height, r.steps)], taken)
+                members = self._batch_for(snap, r, taken, state)
                 batches[r.id] = members
                 taken.update(members)
             if used >= capacity:
@@ -343,27 +359,46 @@ class SRTF(_Baseline):
             held.update(v.gpus)
         for v in pausing:
             actions[v.id] = HOLD
-        owned = {g for v in snap.videos if v.status is _RUNNING for g in v.gpus}
-        free_now = [g for g in range(len(busy)) if busy[g] <= now and g not in owned]
         at_boundary = [g for v in pausing if v.busy_until <= now for g in v.gpus]
         later = [g for v in pausing if v.busy_until > now for g in v.gpus]
         order = [g for g in free_now + at_boundary + later if g not in held]
-        pool = set(order)
-        for r in newcomers:
-            if not pool:
-                break
-            if isinstance(r, ImageView):
-                g = next(g for g in order if g in pool)
-                plan.add_batch(batches.get(r.id, [r.id]), g)
-            else:
-                if r.status is _PAUSED and r.home_gpu in pool:
-                    g = r.home_gpu
-                else:
-                    g = next(g for g in order if g in pool)
-                actions[r.id] = Action(_RESUME if r.status is _PAUSED else _START, (g,))
-            pool.discard(g)
+        self._assign(snap, plan, newcomers, order, batches, None)
         for c in cands:
             rid = c[3]
             if rid not in actions:
                 actions[rid] = HOLD
         return plan
+
+    def _assign(self, snap: Snapshot, plan: Plan, newcomers: list, order: list[int], batches: dict[str, list[str]],
+                taken: set[str] | None) -> None:
+        """Give `newcomers` (in rank order) GPUs from `order` (preferred first): images (batched when on, unless
+        `batches` already says), queued videos START, paused videos RESUME (on their home GPU when it is offered).
+        With `taken` given, batches are formed here; whoever gets no GPU holds."""
+        actions = plan.actions
+        pool = set(order)
+        state: dict = {}
+        k = 0
+        for r in newcomers:
+            if r.id in actions:
+                continue
+            if not pool:
+                actions[r.id] = HOLD
+                continue
+            while order[k] not in pool:
+                k += 1
+            g = order[k]
+            if isinstance(r, ImageView):
+                members = batches.get(r.id)
+                if members is None:
+                    if taken is not None and self.batching:
+                        taken.add(r.id)
+                        members = self._batch_for(snap, r, taken.union(actions), state)
+                        taken.update(members)
+                    else:
+                        members = [r.id]
+                plan.add_batch(members, g)
+            else:
+                if r.status is _PAUSED and r.home_gpu in pool:
+                    g = r.home_gpu
+                actions[r.id] = Action(_RESUME if r.status is _PAUSED else _START, (g,))
+            pool.discard(g)
