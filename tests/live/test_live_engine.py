@@ -178,6 +178,42 @@ def test_kill_worker_during_served_video_loses_nothing(pool):
         any(kind == "Failed" for _, kind, _ in res.events)
 
 
+def test_kill_during_image_batch_requeues_and_paused_state_survives(pool):
+    """A worker killed during an image batch: the batch is reported Failed(retryable=True) (the Controller queues
+    the images again) and runs fine on the restarted worker. A video paused on a worker that then dies resumes
+    elsewhere from its checkpoint, bit-identical to an uninterrupted run."""
+    q: queue.Queue = queue.Queue()
+    ref = video("pk-ref", steps=6, seed=21)
+    want = load_raw(scripted(pool, ref, [((3,), StepSetup.FRESH, None)] + [((3,), C, None)] * 5, 3))
+    pool.attach(q.put)
+    req = clone(ref, "pk")
+    for k in range(3):
+        pool.run_step(req, k, (1,), StepSetup.FRESH if k == 0 else C, None)
+        assert isinstance(wait_event(q, ("StepDone",), req.id), StepDone)
+    pool.pause(req, 1)  # the state lives on worker 1 only (and in its checkpoint)
+    imgs = [image(f"kb{j}", size=64, steps=8, seed=j) for j in range(4)]
+    restarts = pool.restarts
+    pool.start_batch(imgs, 1)
+    time.sleep(0.05)
+    pool.kill_worker(1)
+    ev = wait_event(q, ("BatchDone",), imgs[0].id, timeout=30)
+    assert isinstance(ev, Failed) and ev.retryable and "died" in ev.reason, ev
+    assert set(ev.request_ids) == {r.id for r in imgs}
+    deadline = time.monotonic() + 30
+    while not (pool.ready_all() and pool.restarts > restarts) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert pool.ready_all()
+    pool.start_batch(imgs, 1)  # what the Controller does with retryable images: run them again
+    assert isinstance(wait_event(q, ("BatchDone",), imgs[0].id, timeout=30), BatchDone)
+    # the paused video resumes on worker 2 although its home worker died: from the checkpoint
+    for k in range(3, 6):
+        pool.run_step(req, k, (2,), StepSetup.RESUME if k == 3 else C, 1 if k == 3 else None)
+        assert isinstance(wait_event(q, ("StepDone",), req.id), StepDone)
+    pool.decode(req, 2)
+    assert isinstance(wait_event(q, ("VideoDone",), req.id), VideoDone)
+    assert torch.equal(load_raw(pool.outputs[req.id]), want)
+
+
 def test_worker_exception_fails_the_request_with_its_reason(pool):
     """A worker that raises mid-request: the request fails with the worker's reason (not retried, not lost);
     at SP 1 the worker survives and keeps serving; in an SP group the raising rank exits, which frees its
@@ -255,7 +291,7 @@ def test_close_leaves_no_process(pool):
     import psutil
 
     pids = list(pool.all_pids)
-    assert len(pids) >= 4 + 2  # the four workers and the restarts of the kill tests
+    assert len(pids) == 4 + pool.restarts  # the four workers and every restart (the kill tests make some)
     assert any(_alive(p) for p in pids)
     pool.close()
     assert not [p for p in pids if _alive(p)]
