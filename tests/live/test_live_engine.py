@@ -297,6 +297,10 @@ def test_close_leaves_no_process(pool):
     assert not [p for p in pids if _alive(p)]
     me = psutil.Process()
     left = [c for c in me.children(recursive=True) if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
-    ours = [c for c in left if c.pid in pids or "genserve" in " ".join(c.cmdline())]
+    helpers = ("multiprocessing.forkserver", "resource_tracker")  # shared helpers, judged below, not workers
+    ours = [c for c in left if c.pid in pids or
+            ("genserve" in " ".join(c.cmdline()) and not any(h in " ".join(c.cmdline()) for h in helpers))]
     assert not ours, [(c.pid, c.cmdline()) for c in ours]
+    if pool._started_forkserver:  # the forkserver this executor started is stopped with it
+        assert pool.forkserver_pid is not None and not _alive(pool.forkserver_pid)
     assert pool.worker_pids() == [None] * 4

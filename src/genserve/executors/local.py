@@ -178,6 +178,7 @@ class LocalExecutor:
         self._port = 0
         self._ctx = None
         self._started_forkserver = False
+        self.forkserver_pid: int | None = None
         self._listener: threading.Thread | None = None
         self._closing = False
         self._closed = False
@@ -227,6 +228,10 @@ class LocalExecutor:
             self._port = free_port()
             for h in self._handles:
                 self._spawn(h)
+        if method == "forkserver":
+            from multiprocessing import forkserver
+
+            self.forkserver_pid = forkserver._forkserver._forkserver_pid  # noqa: SLF001
         self._listener = threading.Thread(target=self._listen, daemon=True, name="genserve-local-listener")
         self._listener.start()
         deadline = time.monotonic() + self.startup_timeout_s
@@ -466,8 +471,13 @@ class LocalExecutor:
             self._forget(request.id)
 
     def _forget(self, rid: str) -> None:
+        """Stop tracking a video: drop the copies still held by live workers, delete its checkpoint."""
         v = self._videos.pop(rid, None)
         if v is not None:
+            for g in sorted(v.holders):
+                if self._handles[g].alive:
+                    self._send_job("drop", (g,), g, rid=rid)
+            v.holders = set()
             try:
                 os.unlink(v.ckpt)
             except OSError:
@@ -702,8 +712,15 @@ class LocalExecutor:
             self.restarts += 1
             self._spawn(h)
             self.log.append((now, "worker-restarted", f"rank {h.rank} (new pid {h.pid})"))
+        for job in list(self._jobs.values()):  # the dead rank will never answer
+            if h.rank in job.pending:
+                job.pending.discard(h.rank)
+                if not job.pending and job not in affected:
+                    self._jobs.pop(job.seq, None)
         for job in affected:
             job.status = "superseded"
+            if not job.pending:
+                self._jobs.pop(job.seq, None)
             self._recover(job, h.rank, give_up, events)
 
     def _recover(self, job: _Job, dead: int, give_up: bool, events: list[Event]) -> None:
