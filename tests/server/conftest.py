@@ -40,7 +40,8 @@ def make_settings(data_dir: Path, **kw) -> ServerSettings:
 def openai_client(srv: ServerThread, api_key: str = API_KEY, **kw):
     import openai
 
-    return openai.OpenAI(base_url=srv.url + "/v1", api_key=api_key, max_retries=0, timeout=30.0, **kw)
+    kw.setdefault("timeout", 30.0)
+    return openai.OpenAI(base_url=srv.url + "/v1", api_key=api_key, max_retries=0, **kw)
 
 
 def sim_engine(data_dir: Path, gpus: int = 2, **kw):
