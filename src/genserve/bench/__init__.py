@@ -17,6 +17,7 @@ BENCHMARKS: dict[str, str] = {
     "steps": "steps",
     "api": "api",
     "engine": "engine",
+    "bound": "bound",
 }
 
 for _name, _module in BENCHMARKS.items():
