@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 import pytest
 import torch
 
+import genserve
 from genserve.core.snapshot import ClusterSpec
 from genserve.parallel import checks
 from genserve.parallel.launch import RankFailure, last_pids, run_ranks
@@ -59,6 +61,14 @@ def test_registry_creates_aligned_groups(world, gpn):
         assert (1, 2) in r["rejected"] and (0, 2) in r["rejected"] and (0, 1, 2) in r["rejected"]
     if world == 4 and gpn == 2:
         assert (0, 1, 2, 3) not in expected  # would cross a node
+    _assert_no_survivors()
+
+
+def test_registry_with_file_rendezvous(tmp_path):
+    res = run_ranks(checks.rank_registry, 2, args=(2,), timeout_s=120,
+                    init_method=f"file://{tmp_path / 'rendezvous'}")
+    assert [r["groups"] for r in res] == [[(0, 1)], [(0, 1)]]
+    assert res[0]["sums"] == {(0, 1): 1.0}
     _assert_no_survivors()
 
 
@@ -144,13 +154,15 @@ def test_hanging_rank_times_out_and_leaves_no_process():
 
 def test_adapter_elastic_loop_through_models_wan_adapter():
     """The worker path: genserve's WanAdapter.step under sp_group, State bytes moved between groups."""
-    pytest.importorskip("genserve.models.registry")
+    # look for the file, do not import it here: genserve.models pulls in transformers (seconds); the ranks import it
+    if not (Path(genserve.__file__).parent / "models" / "registry.py").exists():
+        pytest.skip("genserve.models (tiny-wan adapters) not available")
     # 9 frames at 64x32 -> 3 latent frames of 8x4 -> 3*4*2 = 24 tokens; tiny-wan has 8 heads (Ulysses at 2 and 4)
-    req = dict(prompt="a dog runs on the beach", width=64, height=32, frames=9, steps=6, seed=7, guidance_scale=5.0)
-    plan = [((0,), 1), ((0, 1), 2), ((0, 1, 2, 3), 1), "pause", ((1,), 1), ((2, 3), 1)]
+    req = dict(prompt="a dog runs on the beach", width=64, height=32, frames=9, steps=5, seed=7, guidance_scale=5.0)
+    plan = [((0,), 1), ((0, 1), 1), ((0, 1, 2, 3), 1), "pause", ((1,), 1), ((2, 3), 1)]
     res = run_ranks(checks.rank_adapter_loop, 4, args=(plan, req), timeout_s=120)
     final, ref = res[2]["final"], res[3]["reference"]
-    assert res[2]["final_step"] == 6
+    assert res[2]["final_step"] == 5
     diff = (final - ref).abs().max().item()
     assert diff <= LOOP_TOL, diff
     assert ref.abs().max().item() > 0.1

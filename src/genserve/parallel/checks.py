@@ -255,8 +255,10 @@ def rank_adapter_loop(rank: int, world: int, plan: list, req: dict, model_name: 
     from genserve.models.state import State
     from genserve.parallel.wan import sp_group
 
+    t0 = time.perf_counter()
     reg = GroupRegistry(ClusterSpec(num_gpus=world, gpus_per_node=world))
     adapter = load_adapter(model_name)
+    t_build = time.perf_counter() - t0
     models = [adapter.pipe.transformer, getattr(adapter.pipe, "transformer_2", None)]
 
     def step(state, group):
@@ -270,6 +272,7 @@ def rank_adapter_loop(rank: int, world: int, plan: list, req: dict, model_name: 
         while not ref.done:
             adapter.step(ref)
         out["reference"] = ref.latents
+    out["build_s"], out["wall_s"] = t_build, time.perf_counter() - t0
     dist.barrier()
     return out
 
@@ -283,3 +286,10 @@ def rank_fail(rank: int, world: int, how: str) -> None:
             dist.recv(torch.empty(1), src=0)  # nobody sends
     time.sleep(0.2 if how == "raise" else 60)
     return None
+
+
+def rank_loaded_modules(rank: int, world: int, names: list[str]) -> dict:
+    """Which of `names` were already imported when this rank started (diagnoses the launcher's preload)."""
+    import sys
+
+    return {n: n in sys.modules for n in names}

@@ -62,7 +62,7 @@ def _orphan_watchdog(launcher: int, period_s: float = 1.0) -> None:
     threading.Thread(target=watch, daemon=True, name="orphan-watchdog").start()
 
 
-def _child(fn, rank, world_size, port, backend, threads, args, results, launcher):
+def _child(fn, rank, world_size, port, backend, threads, args, results, launcher, init_method=None):
     import torch
 
     _orphan_watchdog(launcher)
@@ -73,7 +73,7 @@ def _child(fn, rank, world_size, port, backend, threads, args, results, launcher
     from genserve.parallel.state import pack_state
 
     try:
-        init_world(rank, world_size, port=port, backend=backend, timeout_s=60.0)
+        init_world(rank, world_size, port=port, init_method=init_method, backend=backend, timeout_s=60.0)
         out = fn(rank, world_size, *args)
         # as bytes: a tensor put on the queue directly travels as a shared-memory handle that dies with this process
         results.put((rank, True, pack_state(out)))
@@ -96,12 +96,14 @@ def run_ranks(
     threads: int = 1,
     port: int | None = None,
     start_method: str = "forkserver",
+    init_method: str | None = None,
 ) -> list[Any]:
     """Start `world_size` processes; rank r runs `fn(r, world_size, *args)` after joining the world.
 
     `fn` must be importable (a module-level function). Results must be picklable. The default start method,
     forkserver, forks every rank from a clean server process that has imported torch and diffusers once
-    (`PRELOAD`); "spawn" starts each rank from scratch (slower, same semantics).
+    (`PRELOAD`); "spawn" starts each rank from scratch (slower, same semantics). `init_method` (e.g.
+    "file:///tmp/x") replaces the default tcp://127.0.0.1:<free port> rendezvous.
     """
     ctx = mp.get_context(start_method)
     if start_method == "forkserver":
@@ -109,7 +111,7 @@ def run_ranks(
     results = ctx.Queue()
     port = port or free_port()
     procs = [
-        ctx.Process(target=_child, args=(fn, r, world_size, port, backend, threads, args, results, os.getpid()), daemon=True)
+        ctx.Process(target=_child, args=(fn, r, world_size, port, backend, threads, args, results, os.getpid(), init_method), daemon=True)
         for r in range(world_size)
     ]
     for p in procs:
