@@ -234,3 +234,70 @@ def test_control_plane_modules_do_not_import_torch():
             "bad = [m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules]\n"
             "assert not bad, bad\n")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_failures_requeue_retryable_work_and_fail_the_rest(tiny, make):
+    from genserve.core.events import Failed
+
+    ctl, ex, clock = make_ctl(FCFS(), tiny, gpus=2)
+    ctl.submit(make.video("v", 0.0, tiny))
+    ctl.submit(make.image("w", 0.0, tiny))
+    ctl.flush()
+    assert ("batch", ("w",), 1) in ex.calls
+    clock.advance_to(0.5)
+    ctl.on_event(Failed(0.5, ("w",), (1,), "worker died", retryable=True))
+    ctl.flush()  # requeued and placed again at once
+    assert ex.calls[-1] == ("batch", ("w",), 1) and ctl.records["w"].retries == 1
+    clock.advance_to(1.0)
+    ctl.on_event(Failed(1.0, ("v",), (0,), "out of memory", retryable=True))
+    ctl.flush()  # the video starts over from step 0 (its state died with the worker)
+    assert ex.calls[-1] == ("step", "v", 0, (0,), StepSetup.FRESH, None)
+    assert ctl.requests["v"].status is RequestStatus.RUNNING and ctl.records["v"].retries == 1
+    clock.advance_to(1.2)
+    ctl.on_event(Failed(1.2, ("v",), (0,), "bad prompt", retryable=False))
+    ctl.flush()
+    assert ctl.requests["v"].status is RequestStatus.FAILED and ctl.records["v"].status == "failed"
+    assert 0 in ctl.free_gpus()
+
+
+def test_cancel_an_image_inside_a_running_batch(tiny, make):
+    ctl, ex, clock = make_ctl(FCFS(), tiny, gpus=1)
+    ctl.submit(make.image("a", 0.0, tiny))
+    ctl.flush()
+    assert ctl.cancel("a")
+    assert ctl.requests["a"].status is RequestStatus.RUNNING  # a batch cannot be interrupted
+    clock.advance_to(1.5)
+    ctl.on_event(BatchDone(1.5, ("a",), 0, 1.5))
+    ctl.flush()
+    assert ctl.requests["a"].status is RequestStatus.CANCELLED and ctl.free_gpus() == [0]
+
+
+def test_cancel_mid_run_in_the_simulator_truncates_the_run(tiny, make):
+    """With coalesced runs a cancellation still takes effect at the next step boundary."""
+    import heapq
+    import itertools
+
+    from genserve.executors.sim import SimExecutor
+
+    clock = VirtualClock()
+    heap, seq = [], itertools.count()
+
+    def schedule(t, ev):
+        entry = [t, next(seq), ev]
+        heapq.heappush(heap, entry)
+        return entry
+
+    ex = SimExecutor(tiny, ClusterSpec(1), clock, schedule, log=True)
+    ctl = Controller(FCFS(), ClusterSpec(1), tiny, ex, clock, strict=True, coalesce_steps=True)
+    ctl.submit(make.video("v", 0.0, tiny))
+    ctl.flush()
+    assert len(heap) == 1 and heap[0][0] == 4.5  # one run: encode + 4 steps
+    clock.advance_to(2.0)  # inside step 1 (1.5 .. 2.5)
+    ctl.cancel("v")
+    live = [e for e in heap if e[2] is not None]
+    assert len(live) == 1 and live[0][0] == 2.5 and live[0][2].step == 1
+    clock.advance_to(2.5)
+    ctl.on_event(live[0][2])
+    ctl.flush()
+    assert ctl.requests["v"].status is RequestStatus.CANCELLED and ctl.free_gpus() == [0]
+    assert [(iv.start, iv.end) for iv in ex.log] == [(0.0, 2.5)]
