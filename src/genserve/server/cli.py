@@ -98,6 +98,13 @@ def serve(
         _fail(str(e))
     where = f"{workers} {'CPU worker slots' if device == 'cpu' else 'GPUs'}" if engine == "local" else \
         f"{workers} simulated GPUs"
+    if engine == "local":
+        typer.echo(f"starting {where} (loading models)...")
+    try:
+        eng.start()  # before uvicorn, so a worker that cannot start is a clean error (the app's start is a no-op)
+    except Exception as e:  # noqa: BLE001
+        eng.close()
+        _fail(f"the {engine} engine did not start: {e}")
     typer.echo(f"genserve: http://{host}:{port}/v1  engine={engine} ({where})  policy={policy}  profile={prof.name}")
     typer.echo(f"  models: images {', '.join(prof.image_models)}; videos {', '.join(prof.video_models)}")
     typer.echo(f"  auth: {'API key required' if api_key else 'none (localhost only)'}  data: {data_dir.resolve()}")
