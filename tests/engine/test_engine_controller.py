@@ -301,3 +301,43 @@ def test_cancel_mid_run_in_the_simulator_truncates_the_run(tiny, make):
     ctl.flush()
     assert ctl.requests["v"].status is RequestStatus.CANCELLED and ctl.free_gpus() == [0]
     assert [(iv.start, iv.end) for iv in ex.log] == [(0.0, 2.5)]
+
+
+def test_snapshot_views_track_steps_in_flight(tiny, make):
+    """A policy must see a mid-step video as busy (busy_until > now), also right after a CONTINUE."""
+    ctl, ex, clock = make_ctl(SRTF(), tiny, gpus=2, strict=True)
+    ctl.step_rounds = "always"
+    ctl.submit(make.video("a", 0.0, tiny))
+    ctl.submit(make.video("b", 0.0, tiny))
+    ctl.flush()
+    clock.advance_to(1.5)
+    ctl.on_event(StepDone(1.5, "a", 0, (0,), 1.5))
+    ctl.on_event(StepDone(1.5, "b", 0, (1,), 1.5))
+    ctl.flush()  # both continue: step 1 runs until 2.5
+    clock.advance_to(2.0)
+    views = {v.id: v for v in ctl.snapshot().videos}
+    assert views["a"].busy_until == 2.5 and views["a"].steps_done == 1 and views["a"].gpus == (0,)
+
+
+def test_snapshot_views_estimate_progress_of_coalesced_runs(tiny, make):
+    import heapq
+    import itertools
+
+    from genserve.executors.sim import SimExecutor
+
+    clock = VirtualClock()
+    heap, seq = [], itertools.count()
+
+    def schedule(t, ev):
+        entry = [t, next(seq), ev]
+        heapq.heappush(heap, entry)
+        return entry
+
+    ex = SimExecutor(tiny, ClusterSpec(1), clock, schedule)
+    ctl = Controller(SRTF(), ClusterSpec(1), tiny, ex, clock, strict=True, coalesce_steps=True)
+    ctl.submit(make.video("v", 0.0, tiny))
+    ctl.flush()
+    for t, done, nxt in ((0.2, 0, 1.5), (1.5, 1, 2.5), (3.7, 3, 4.5)):
+        clock.advance_to(t)
+        (v,) = ctl.snapshot().videos
+        assert (v.steps_done, v.busy_until) == (done, nxt)

@@ -761,7 +761,7 @@ class Controller:
         if setup is not StepSetup.CONTINUE:
             self._claim(gpus, req.id)
             vp.gpus = gpus
-            self._stale.add(req.id)
+        self._stale.add(req.id)  # busy_until (and maybe gpus / status) changed
         vp.home_gpu = gpus[0]
         vp.in_flight = True
         vp.busy_until = now + dur
