@@ -205,30 +205,16 @@ class LocalExecutor:
 
     def start(self) -> "LocalExecutor":
         """Start every worker and wait until all have joined the world and loaded both models."""
-        import torch.multiprocessing as mp
-
-        from genserve.parallel.groups import free_port
-
         if self._listener is not None:
             return self
-        method = self.start_method
-        if method == "forkserver":
-            from multiprocessing import forkserver
-
-            if forkserver._forkserver._forkserver_pid is None:  # noqa: SLF001 - not started yet: preload it
-                self._started_forkserver = True
-            ctx = mp.get_context("forkserver")
-            ctx.set_forkserver_preload(_PRELOAD)
-        else:
-            ctx = mp.get_context(method)
-        self._ctx = ctx
+        self._open()
         _LIVE.add(self)
         _install_exit_hooks()
         with self._lock:
-            self._port = free_port()
+            self._port = self._new_port()
             for h in self._handles:
                 self._spawn(h)
-        if method == "forkserver":
+        if self.start_method == "forkserver":
             from multiprocessing import forkserver
 
             self.forkserver_pid = forkserver._forkserver._forkserver_pid  # noqa: SLF001
@@ -252,6 +238,54 @@ class LocalExecutor:
             self.close()
             raise WorkerStartError(error)
         return self
+
+    # ---- transport hooks (the Ray executor overrides these) ---------------------------------------------------------
+    def _open(self) -> None:
+        """Prepare the process context (the forkserver preloads torch, diffusers and the model code once)."""
+        import torch.multiprocessing as mp
+
+        method = self.start_method
+        if method == "forkserver":
+            from multiprocessing import forkserver
+
+            if forkserver._forkserver._forkserver_pid is None:  # noqa: SLF001 - not started yet: preload it
+                self._started_forkserver = True
+            ctx = mp.get_context("forkserver")
+            ctx.set_forkserver_preload(_PRELOAD)
+        else:
+            ctx = mp.get_context(method)
+        self._ctx = ctx
+
+    def _new_port(self) -> int:
+        """A free port on the master's host for a new rendezvous (this host for local workers)."""
+        from genserve.parallel.groups import free_port
+
+        return free_port()
+
+    def _kill(self, h: _Handle) -> None:
+        try:
+            os.kill(h.pid, signal.SIGKILL)
+        except (OSError, TypeError):
+            pass
+
+    def _stop_workers(self) -> None:
+        """After `stop` was sent: join with a timeout, then terminate, then kill."""
+        procs = [h.proc for h in self._handles if h.proc is not None]
+        deadline = time.monotonic() + 5.0
+        for p in procs:
+            p.join(timeout=max(0.05, deadline - time.monotonic()))
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+        for p in procs:
+            p.join(timeout=2.0)
+            if p.is_alive():
+                p.kill()
+                p.join(timeout=2.0)
+
+    def _after_close(self) -> None:
+        if self._started_forkserver and not any(not e._closed for e in list(_LIVE)):
+            _stop_forkserver()
 
     def _spawn(self, h: _Handle) -> None:
         """Start (or restart) the process of rank h.rank; it joins the world of the current generation."""
@@ -283,18 +317,7 @@ class LocalExecutor:
                         h.cmd.send({"op": "stop"})
                     except (OSError, ValueError):
                         pass
-        procs = [h.proc for h in self._handles if h.proc is not None]
-        deadline = time.monotonic() + 5.0
-        for p in procs:
-            p.join(timeout=max(0.05, deadline - time.monotonic()))
-        for p in procs:
-            if p.is_alive():
-                p.terminate()
-        for p in procs:
-            p.join(timeout=2.0)
-            if p.is_alive():
-                p.kill()
-                p.join(timeout=2.0)
+        self._stop_workers()
         with self._lock:
             self._closed = True
             for h in self._handles:
@@ -308,8 +331,7 @@ class LocalExecutor:
         if self._listener is not None and self._listener is not threading.current_thread():
             self._listener.join(timeout=2.0)
         _LIVE.discard(self)
-        if self._started_forkserver and not any(not e._closed for e in list(_LIVE)):
-            _stop_forkserver()
+        self._after_close()
         shutil.rmtree(self.spool, ignore_errors=True)
 
     def __enter__(self) -> "LocalExecutor":
@@ -325,8 +347,9 @@ class LocalExecutor:
 
     def kill_worker(self, rank: int) -> int:
         """SIGKILL one worker process (fault injection); returns its pid. Recovery follows automatically."""
-        pid = self._handles[rank].pid
-        os.kill(pid, signal.SIGKILL)
+        h = self._handles[rank]
+        pid = h.pid
+        self._kill(h)
         return pid
 
     def inject_fault(self, rank: int, request_id: str, kind: str = "raise") -> None:
@@ -673,12 +696,13 @@ class LocalExecutor:
         if not h.alive:
             return
         now = self.clock.now()
-        code = h.proc.exitcode if h.proc is not None else None
+        code = getattr(h.proc, "exitcode", None)
         h.alive = False
         h.ready = False
         for conn in (h.cmd, h.res):
             try:
-                conn.close()
+                if conn is not None:
+                    conn.close()
             except OSError:
                 pass
         self._death_at = time.perf_counter()
@@ -690,10 +714,8 @@ class LocalExecutor:
             self._ready_cv.notify_all()
             return
         if h.joined_gen == self._gen:  # it was part of the current world: everyone needs a new one
-            from genserve.parallel.groups import free_port
-
             self._gen += 1
-            self._port = free_port()
+            self._port = self._new_port()
             for other in self._handles:
                 if other.alive:
                     self._send_job("reinit", (other.rank,), other.rank, step=self._gen,
@@ -775,18 +797,12 @@ class LocalExecutor:
             if self.command_timeout_s is not None and h.ready and busy_for > self.command_timeout_s:
                 self.log.append((self.clock.now(), "worker-hung", f"rank {h.rank}: {head.op} running for "
                                  f"{busy_for:.0f}s (limit {self.command_timeout_s:.0f}s); killing it"))
-                try:
-                    os.kill(h.pid, signal.SIGKILL)
-                except OSError:
-                    pass
+                self._kill(h)
                 continue
             if head.status == "superseded" and now_pc - max(self._death_at, h.last_reply) > self.stuck_grace_s:
                 self.log.append((self.clock.now(), "worker-stuck", f"rank {h.rank} blocked on a broken collective;"
                                  " killing it"))
-                try:
-                    os.kill(h.pid, signal.SIGKILL)
-                except OSError:
-                    pass
+                self._kill(h)
         for job in list(self._jobs.values()):
             if job.status == "running" and job.comm_failed_at is not None and \
                     now_pc - job.comm_failed_at > self.comm_fail_grace_s:

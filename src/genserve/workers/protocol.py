@@ -56,14 +56,19 @@ class WorkerConfig:
     gpus_per_node: int = 8
     sp_degrees: tuple[int, ...] = (1, 2, 4, 8)
     backend: str | None = None  # None: nccl on CUDA, gloo on CPU
+    master_addr: str = "127.0.0.1"  # host of rank 0 (the rendezvous store): this host for local workers
     dist_timeout_s: float = 120.0
     sp_mode: str = "auto"  # ulysses | ring | auto
     fps: int = 8
     save_raw: bool = False  # also write each output's float tensor next to it (<path>.pt), for exact comparisons
     env: dict = field(default_factory=dict)
 
+    one_visible_device: bool = False  # each worker sees only its own GPU (Ray sets CUDA_VISIBLE_DEVICES): cuda:0
+
     def device_of(self, rank: int) -> str:
-        return f"cuda:{rank}" if self.device.startswith("cuda") else "cpu"
+        if not self.device.startswith("cuda"):
+            return "cpu"
+        return "cuda:0" if self.one_visible_device else f"cuda:{rank}"
 
     def backend_name(self) -> str:
         if self.backend:

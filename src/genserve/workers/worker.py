@@ -66,8 +66,8 @@ class Worker:
 
         cfg = self.cfg
         backend = cfg.backend_name()
-        init_world(self.rank, cfg.world_size, port=port, backend=backend, timeout_s=cfg.dist_timeout_s,
-                   device=self.device if backend == "nccl" else None)
+        init_world(self.rank, cfg.world_size, init_method=f"tcp://{cfg.master_addr}:{port}", backend=backend,
+                   timeout_s=cfg.dist_timeout_s, device=self.device if backend == "nccl" else None)
         cluster = ClusterSpec(cfg.world_size, cfg.gpus_per_node, cfg.sp_degrees)
         self.registry = GroupRegistry(cluster, backend=backend)
         self.port = port
