@@ -489,9 +489,10 @@ def create_app(engine: ServingEngine, settings: ServerSettings) -> FastAPI:
             if body.response_format == "url":
                 data.append({"url": f"{base}/v1/images/{i}/content", "revised_prompt": None})
             else:
-                data.append({"b64_json": base64.b64encode(await asyncio.to_thread(path.read_bytes)).decode(),
-                             "revised_prompt": None})
-        return {
+                size = path.stat().st_size
+                raw = path.read_bytes() if size < (1 << 20) else await asyncio.to_thread(path.read_bytes)
+                data.append({"b64_json": base64.b64encode(raw).decode(), "revised_prompt": None})
+        return JSONResponse({
             "created": int(created),
             "data": data,
             "output_format": "png",
@@ -500,7 +501,7 @@ def create_app(engine: ServingEngine, settings: ServerSettings) -> FastAPI:
                          "num_inference_steps": spec.steps,
                          "met_deadline": [u.met_deadline for u in updates],
                          "latency_s": round(time.time() - created, 4), "deadline_s": round(slo, 4)},
-        }
+        })
 
     # ---- videos ------------------------------------------------------------------------------------------
     @v1.post("/videos", openapi_extra={"requestBody": {"required": True, "content": {
@@ -524,7 +525,7 @@ def create_app(engine: ServingEngine, settings: ServerSettings) -> FastAPI:
         job = Job(seq=0, id=vid, kind="video", status="queued", spec=spec, created_at=created,
                   deadline_at=created + slo, steps_done=0, steps_total=spec.steps, progress=0, completed_at=None,
                   error_code=None, error=None, output=None, met_deadline=None, attempts=1)
-        return server.video_object(job)
+        return JSONResponse(server.video_object(job))  # plain JSON types: skip FastAPI's jsonable_encoder
 
     def _video(video_id: str) -> Job:
         job = server.store.get(video_id) if valid_id(video_id, "video") else None
@@ -550,12 +551,12 @@ def create_app(engine: ServingEngine, settings: ServerSettings) -> FastAPI:
             raise APIError(400, f"'after' names no known video ({after!r})", param="after",
                            code="invalid_value") from None
         data = [server.video_object(j) for j in jobs]
-        return {"object": "list", "data": data, "first_id": data[0]["id"] if data else None,
-                "last_id": data[-1]["id"] if data else None, "has_more": more}
+        return JSONResponse({"object": "list", "data": data, "first_id": data[0]["id"] if data else None,
+                             "last_id": data[-1]["id"] if data else None, "has_more": more})
 
     @v1.get("/videos/{video_id}")
     async def videos_retrieve(video_id: str):
-        return server.video_object(_video(video_id))
+        return JSONResponse(server.video_object(_video(video_id)))
 
     @v1.get("/videos/{video_id}/content")
     async def videos_content(video_id: str, variant: str = "video"):
