@@ -34,8 +34,12 @@ def _image(rid: str, *, size=32, steps=4, seed=1, arrival=0.0, deadline=1e6) -> 
 
 def mixed_trace(prof) -> list[Request]:
     """20 tiny requests: four videos fill four workers (two with deadlines that need SP > 1 by the profile), then
-    bursts of images with sigma-1 deadlines that only a preemption or an SP downgrade can serve in time."""
+    bursts of images with sigma-1 deadlines that only a preemption or an SP downgrade can serve in time.
+
+    Arrival times are in units of the profile's SP-1 step of a 32x32x5 video (T), so the bursts land while the
+    videos are still running whatever the speed of the machine (with a calibrated profile)."""
     reqs: list[Request] = []
+    T = prof.video_step("tiny-wan", 32, 32, 5, 1)
 
     def vid(i, t, w, h, f, steps, k):
         iso = prof.isolated_latency("video", "tiny-wan", w, h, f, steps)
@@ -47,16 +51,16 @@ def mixed_trace(prof) -> list[Request]:
 
     vid(0, 0.0, 32, 32, 5, 12, 0.75)  # tight: SP 1 misses, SP 2+ meets (per the profile)
     vid(1, 0.0, 32, 32, 5, 16, 8.0)
-    vid(2, 0.02, 64, 64, 9, 10, 8.0)
-    vid(3, 0.04, 32, 32, 5, 16, 8.0)
+    vid(2, 0.2 * T, 64, 64, 9, 10, 8.0)
+    vid(3, 0.4 * T, 32, 32, 5, 16, 8.0)
     for j in range(6):
-        img(j, 0.5 + 0.02 * j, 32 if j % 3 else 64)
-    vid(4, 0.9, 32, 32, 5, 10, 0.8)
+        img(j, (4 + 0.2 * j) * T, 32 if j % 3 else 64)
+    vid(4, 7 * T, 32, 32, 5, 10, 0.8)
     for j in range(6, 12):
-        img(j, 1.4 + 0.03 * (j - 6), 32)
-    vid(5, 1.6, 32, 32, 5, 10, 6.0)
-    img(12, 2.0, 64)
-    img(13, 2.1, 32)
+        img(j, (9 + 0.3 * (j - 6)) * T, 32)
+    vid(5, 11 * T, 32, 32, 5, 10, 6.0)
+    img(12, 13 * T, 64)
+    img(13, 14 * T, 32)
     return reqs
 
 
