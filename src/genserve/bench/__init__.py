@@ -18,6 +18,7 @@ BENCHMARKS: dict[str, str] = {
     "api": "api",
     "engine": "engine",
     "bound": "bound",
+    "scheduler": "scheduler",
 }
 
 for _name, _module in BENCHMARKS.items():

@@ -14,10 +14,11 @@ Each round (a pure function of the snapshot):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from genserve.core.plan import HOLD, Action, ActionKind, Plan
 from genserve.core.request import RequestStatus
-from genserve.core.snapshot import Snapshot, VideoView
+from genserve.core.snapshot import ClusterSpec, Snapshot, VideoView
 from genserve.scheduling.dp.images import ImageTable, plan_images
 from genserve.scheduling.dp.solver import VideoOptions, build_tree, solve
 from genserve.scheduling.dp.tuning import DEFAULT, Tuning
@@ -35,6 +36,21 @@ class _Cand:
     score: float
 
 
+@lru_cache(maxsize=64)
+def _cluster_info(num_gpus: int, per_node: int, degrees: tuple[int, ...]):
+    """Per-cluster constants: usable degrees, and for every (GPU, degree) the aligned block around it."""
+    cl = ClusterSpec(num_gpus, per_node, degrees)
+    usable = cl.usable_degrees
+    around: dict[int, list] = {}
+    for p in usable:
+        table: list = [None] * num_gpus
+        for b in cl.groups(p):
+            for g in b:
+                table[g] = b
+        around[p] = table
+    return usable, around
+
+
 class _Round:
     """Everything derived from one snapshot."""
 
@@ -49,6 +65,10 @@ class _Round:
         self.owner = [-1] * n  # running (non-decoding) video index holding the GPU
         self.locked = [False] * n
         self.videos = list(snap.videos)
+        self.usable, self.around = _cluster_info(n, cl.gpus_per_node, cl.sp_degrees)
+        self._degs: dict[str, list[int]] = {}
+        self._ts: dict[tuple, float] = {}
+        self._dec: dict[tuple, float] = {}
         for i, v in enumerate(self.videos):
             if v.status is RequestStatus.RUNNING:
                 for g in v.gpus:
@@ -95,15 +115,25 @@ class _Round:
 
     # ---- video timing --------------------------------------------------------------------------------
     def degrees(self, v: VideoView) -> list[int]:
-        usable = self.cluster.usable_degrees
-        prof = set(self.profile.degrees(v.model))
-        return [p for p in usable if p in prof]
+        d = self._degs.get(v.model)
+        if d is None:
+            prof = set(self.profile.degrees(v.model))
+            d = self._degs[v.model] = [p for p in self.usable if p in prof]
+        return d
 
     def t_step(self, v: VideoView, p: int) -> float:
-        return self.profile.video_step(v.model, v.width, v.height, v.frames, p)
+        key = (v.model, v.width, v.height, v.frames, p)
+        t = self._ts.get(key)
+        if t is None:
+            t = self._ts[key] = self.profile.video_step(v.model, v.width, v.height, v.frames, p)
+        return t
 
     def decode(self, v: VideoView) -> float:
-        return self.profile.video_decode(v.model, v.width, v.height, v.frames)
+        key = (v.model, v.width, v.height, v.frames)
+        t = self._dec.get(key)
+        if t is None:
+            t = self._dec[key] = self.profile.video_decode(v.model, v.width, v.height, v.frames)
+        return t
 
     def block_start(self, vi: int, block: tuple[int, ...]) -> float:
         """Earliest time video vi could run on `block`: other occupants first finish their in-flight step."""
@@ -157,8 +187,11 @@ class _Round:
                 return 1, 0.5 + (0.5 - w) / (1.0 + (finish - self.now)) + w / (1.0 + max(0.0, slack_ref))
             return 1, 1.0 / (1.0 + lax)
         s = self.tun.lost_video_score / (1.0 - lax)
-        if self.tun.age_weight:
-            s += self.tun.age_weight * min(1.0, (self.now - v.arrival) / max(1e-9, v.deadline - v.arrival) / 10)
+        if self.opt.tail_guard and self.tun.age_after is not None:
+            # ageing: a video that has waited `age_after` x its SLO beyond its deadline counts again, so
+            # feasible work no longer starves it (its latency is bounded)
+            if self.now - v.deadline >= self.tun.age_after * max(1e-9, v.deadline - v.arrival):
+                return 1, s
         return 0, s
 
 
@@ -183,7 +216,27 @@ class GenServePolicy:
 
 
 # ---- the DP round -------------------------------------------------------------------------------------
+def _fast_path(r: _Round) -> Plan | None:
+    """Nothing waits, no GPU is idle and every running video is on time at its degree: all continue.
+
+    (The DP would choose the same: a pause, a degree drop or a move frees GPUs nobody can use, and no video needs
+    another's GPUs to become feasible.)"""
+    if r.snap.images or any(r.free):
+        return None
+    plan = Plan()
+    for vi, v in enumerate(r.videos):
+        if v.status is not RequestStatus.RUNNING:
+            return None
+        if not v.decoding and v.deadline < r.finish(vi, tuple(v.gpus)):
+            return None
+        plan.actions[v.id] = Action(ActionKind.CONTINUE, tuple(v.gpus))
+    return plan
+
+
 def _dp_plan(r: _Round, batching: bool) -> Plan:
+    fast = _fast_path(r)
+    if fast is not None:
+        return fast
     opt, tun, cl = r.opt, r.tun, r.cluster
     videos = r.videos
     nv = len(videos)
@@ -191,12 +244,12 @@ def _dp_plan(r: _Round, batching: bool) -> Plan:
     elastic = opt.elastic_sp
     limit = max(0, opt.max_paused_per_gpu)
     tree = build_tree(cl.num_gpus, cl.gpus_per_node, cl.sp_degrees)
-    groups_of = {p: set(cl.groups(p)) for p in cl.usable_degrees}
+    around = r.around
+    groups_of = {p: cl.groups(p) for p in r.usable}
 
     def block_around(g: int, p: int) -> tuple[int, ...] | None:
-        s = g - g % p
-        b = tuple(range(s, s + p))
-        return b if b in groups_of.get(p, ()) else None
+        t = around.get(p)
+        return t[g] if t is not None else None
 
     def eligible(b: tuple[int, ...]) -> bool:
         return all(r.veligible[g] for g in b)
@@ -308,7 +361,8 @@ def _dp_plan(r: _Round, batching: bool) -> Plan:
     if opt.tail_guard:
         for vi, v in enumerate(videos):
             if (v.status is RequestStatus.RUNNING and vi not in fixed and anchor[vi] is not None
-                    and v.pauses >= tun.max_pauses):
+                    and v.pauses >= tun.max_pauses
+                    and (not tun.cap_feasible_only or any(c.count for c in cands[vi]))):
                 soft[v.gpus[0]] = {vi}
 
     options = []
@@ -408,42 +462,53 @@ def _dp_plan(r: _Round, batching: bool) -> Plan:
 
 
 def _anchor_pool(r: _Round, pool: list[int], anchor: list, block_around, groups_of) -> None:
+    """Give each queued video (and each paused one whose home is unusable) an anchor GPU, EDF order.
+
+    The anchor is the first GPU of a free aligned block of the smallest degree that meets its deadline from now
+    (best fit: blocks in the fullest node region first, which keeps large blocks whole). With no free block the
+    anchor is the leader of the running video with the most slack (the paper's victim order), so the DP can
+    weigh a swap. The DP then considers every degree around the anchor.
+    """
+    if not pool:
+        return
     videos = r.videos
     free = list(r.free)
-    # paused videos anchored at home keep their home block out of the pool
-    for vi, a in enumerate(anchor):
+    for vi, a in enumerate(anchor):  # paused videos anchored at home keep their home out of the pool
         if a is not None and videos[vi].status is RequestStatus.PAUSED:
             free[a] = False
+    top_deg = r.usable[-1]
+    top = r.around[top_deg]
+    fill: dict[tuple, int] = {}
+    for b in groups_of.get(top_deg, ()):
+        fill[b] = sum(1 for g in b if not free[g])
+    # candidate free blocks per degree, best fit first (computed once; stale entries are skipped)
+    free_blocks: dict[int, list] = {}
+    for q in r.usable:
+        lst = []
+        for b in groups_of.get(q, ()):
+            if all(free[g] for g in b):
+                lst.append((-fill.get(top[b[0]], 0), b[0], b))
+        lst.sort()
+        free_blocks[q] = lst
     pool = sorted(pool, key=lambda vi: (videos[vi].deadline, videos[vi].arrival, videos[vi].id))
     used_victims: set[int] = set()
+    victims = None
     for vi in pool:
         v = videos[vi]
         degs = r.degrees(v) if r.opt.elastic_sp else [1]
         want = degs[-1]
+        extra = r.now + r.profile.text_encode(v.model) + r.decode(v)
         for q in degs:
-            b0 = None
-            for b in groups_of.get(q, ()):
-                b0 = b
-                break
-            if b0 is None:
-                continue
-            t = r.now + r.profile.text_encode(v.model) + v.remaining_steps * r.t_step(v, q) + r.decode(v)
-            if t <= v.deadline:
+            if extra + v.remaining_steps * r.t_step(v, q) <= v.deadline:
                 want = q
                 break
         got = None
         for q in [q for q in degs if q <= want][::-1]:
-            best = None
-            for b in groups_of.get(q, ()):
+            for _, _, b in free_blocks.get(q, ()):
                 if all(free[g] for g in b):
-                    # best fit: the fullest enclosing node-level region first, keeps big blocks whole
-                    top = block_around(b[0], max(r.cluster.usable_degrees)) or b
-                    fill = sum(1 for g in top if not free[g])
-                    key = (-fill, b[0])
-                    if best is None or key < best[0]:
-                        best = (key, b)
-            if best is not None:
-                got = best[1]
+                    got = b
+                    break
+            if got is not None:
                 break
         if got is not None:
             anchor[vi] = got[0]
@@ -452,15 +517,17 @@ def _anchor_pool(r: _Round, pool: list[int], anchor: list, block_around, groups_
             continue
         if not r.opt.preemption:
             continue
-        # no free GPU: anchor at the running video with the most slack (the paper's victim order)
-        victims = []
-        for ui, u in enumerate(videos):
-            if u.status is RequestStatus.RUNNING and not u.decoding and ui not in used_victims and u.gpus:
-                slack = u.deadline - r.finish(ui, tuple(u.gpus))
-                if slack > 0:
-                    victims.append((-slack, u.id, ui))
-        if victims:
+        if victims is None:
+            victims = []
+            for ui, u in enumerate(videos):
+                if u.status is RequestStatus.RUNNING and not u.decoding and u.gpus:
+                    slack = u.deadline - r.finish(ui, tuple(u.gpus))
+                    if slack > 0:
+                        victims.append((-slack, u.id, ui))
             victims.sort()
-            ui = victims[0][2]
+        while victims and victims[0][2] in used_victims:
+            victims.pop(0)
+        if victims:
+            ui = victims.pop(0)[2]
             used_victims.add(ui)
             anchor[vi] = videos[ui].gpus[0]

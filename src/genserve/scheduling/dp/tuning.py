@@ -31,8 +31,10 @@ class Tuning:
     critical_rule: bool = True
     # tail guard: pauses after which a video may not be paused again, and the ageing weight for lost videos
     max_pauses: int = 2
-    age_weight: float = 0.0
+    cap_feasible_only: bool = False  # the pause cap protects only videos that can still make their deadline
+    age_after: float | None = None  # lost videos count again this many SLOs past their deadline
 
 
 PAPER = Tuning()
-DEFAULT = replace(PAPER, lost_image_score=0.02, gate_resume=False, prefer_fast=True)
+DEFAULT = replace(PAPER, lost_image_score=0.02, gate_resume=False, prefer_fast=True, max_pauses=3,
+                  cap_feasible_only=True, age_after=0.5)
