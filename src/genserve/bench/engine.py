@@ -5,7 +5,9 @@
    -> LocalExecutor.run_step -> pipe), for videos served by the real Controller and policy. Target < 1 ms on CPU.
 2. Pause / resume / reconfigure across processes: worker-measured step times of the same video (scripted on the
    executor) with each setup, minus the median plain step at the same degree; plus command round trips.
-3. (--mixed) the mixed trace of the live tests under the genserve policy, with its event summary.
+3. Recovery: a worker SIGKILLed while it runs a step; the time until that step is done again (restart, new
+   world, the step from the checkpoint).
+4. (--mixed) the mixed trace of the live tests under the genserve policy, with its event summary.
 """
 
 from __future__ import annotations
@@ -181,6 +183,34 @@ def measure_costs(ex, repeats: int = 3, size: tuple[int, int, int] = (32, 32, 5)
     return out
 
 
+def measure_recovery(ex, repeats: int = 2) -> dict:
+    """SIGKILL the worker of a running SP-1 video right after sending it a step: the time until that step's
+    StepDone arrives (restart + world re-formed + the step again from the checkpoint), vs a plain step."""
+    from genserve.core.events import StepDone
+    from genserve.executors.base import StepSetup as S
+
+    q: "queue.Queue" = queue.Queue()
+    ex.attach(q.put)
+    gpu = ex.num_workers - 1
+    rec, plain = [], []
+    for r in range(repeats):
+        req = _video(f"bench-fault-{r}", steps=6, seed=r)
+        for k in range(6):
+            ex.run_step(req, k, (gpu,), S.FRESH if k == 0 else S.CONTINUE, None)
+            t0 = time.perf_counter()
+            if k == 3:
+                ex.kill_worker(gpu)
+            while True:
+                ev = q.get(timeout=120)
+                if getattr(ev, "request_id", None) == req.id or req.id in getattr(ev, "request_ids", ()):
+                    break
+            if not isinstance(ev, StepDone):
+                raise RuntimeError(f"step {k} of {req.id} was not recovered: {ev}")
+            (rec if k == 3 else plain).append(time.perf_counter() - t0)
+        ex.discard(req, ())
+    return {"recovered_step": _stats_ms(rec), "plain_step_roundtrip": _stats_ms(plain), "restarts": ex.restarts}
+
+
 def measure_overhead(ex, prof, policy: str = "genserve", videos: int = 2, steps: int = 30) -> dict:
     """Controller overhead per step with the real Controller and policy over `ex` (videos only, loose deadlines)."""
     from genserve.scheduling.options import PolicyOptions
@@ -208,6 +238,7 @@ def cmd(
     policy: str = typer.Option("genserve", help="Policy for the overhead run."),
     repeats: int = typer.Option(3, help="Repeats of the scripted pause/resume/reconfigure sequence."),
     mixed: bool = typer.Option(False, "--mixed", help="Also run the 20-request mixed trace (needs 4 workers)."),
+    fault: bool = typer.Option(True, "--fault/--no-fault", help="Measure recovery from a worker killed mid-step."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write all figures as JSON here."),
 ) -> None:
     """Controller overhead per step, pause/resume/reconfigure costs across processes, optional mixed trace."""
@@ -235,6 +266,12 @@ def cmd(
                 typer.echo(f"  {k}: {v} ms")
         typer.echo(f"  pause command round trip: {costs['pause_command_roundtrip']}")
         typer.echo(f"  drop command round trip: {costs['drop_command_roundtrip']}")
+        if fault:
+            fr = measure_recovery(ex)
+            report["recovery"] = fr
+            typer.echo(f"worker killed mid-step: step done again after median {fr['recovered_step'].get('median_ms')}"
+                       f" ms (plain step round trip {fr['plain_step_roundtrip'].get('median_ms')} ms), "
+                       f"{fr['restarts']} restarts")
         if mixed:
             from genserve.scheduling.options import PolicyOptions
             from genserve.scheduling.registry import make_policy
