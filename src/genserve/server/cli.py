@@ -175,7 +175,10 @@ def demo(
     workers: int = typer.Option(2, "--workers", "--devices", help="Devices (CPU worker slots, or simulated GPUs)."),
     policy: str = typer.Option("genserve", help="Scheduling policy (try fcfs to compare)."),
     profile: str = typer.Option("tiny-cpu", help="Latency profile: models, sizes, deadlines."),
-    sigma: float = typer.Option(1.0, help="SLO scale: deadline = sigma x 1.5 x isolated latency."),
+    sigma: Optional[float] = typer.Option(None, help="SLO scale: deadline = sigma x 1.5 x isolated latency "
+                                                     "(default 1 on the simulated engine, 2 on CPU worker slots, "
+                                                     "where HTTP and worker overheads are large next to tiny "
+                                                     "models)."),
     seed: int = typer.Option(0, help="Workload and generation seed."),
 ) -> None:
     """Start a server on 127.0.0.1, send a short mixed image/video workload over HTTP with the openai client,
@@ -208,6 +211,8 @@ def demo(
             kind = "sim"
         else:
             kind = "local"
+    if sigma is not None and sigma <= 0:
+        _fail("--sigma must be positive")
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="genserve-demo-") as tmp:
         srv, eng, kind = _start_demo_server(console, kind, engine == "auto", prof, policy, workers, sigma,
@@ -232,7 +237,9 @@ def _start_demo_server(console, kind: str, may_fall_back: bool, prof, policy: st
     from genserve.server.settings import ServerSettings
 
     key = secrets.token_urlsafe(16)
+    chosen = sigma
     while True:
+        sigma = chosen if chosen is not None else (2.0 if kind == "local" else 1.0)
         settings = ServerSettings(data_dir=data_dir / kind, profile=prof, api_key=key, engine_kind=kind,
                                   default_sigma=sigma)
         what = f"{workers} CPU worker slots with tiny models" if kind == "local" else f"{workers} simulated GPUs"
