@@ -92,3 +92,17 @@ def test_sjf_serves_the_short_image_before_an_earlier_video(tiny, make):
     assert finish(res) == {"v1": 5.5, "i1": 7.0, "v2": 12.5}
     res = run_simulation(reqs, "fcfs", 1, tiny, strict=True)
     assert finish(res) == {"v1": 5.5, "v2": 11.0, "i1": 12.5}
+
+
+@pytest.mark.parametrize("coalesce", [False, True])
+@pytest.mark.parametrize("mode", ["always", "events", "when_waiting"])
+def test_step_round_modes_give_the_same_srtf_schedule(tiny, make, coalesce, mode):
+    # the SRTF scenario above; whatever the step-round mode, v2 must pause at its boundary at 2.5
+    from genserve.scheduling.baselines import SRTF
+
+    class Srtf(SRTF):
+        step_rounds = mode
+
+    reqs = [make.video("v1", 0.0, tiny), make.video("v2", 1.0, tiny), make.image("i1", 2.0, tiny)]
+    res = run_simulation(reqs, Srtf(), 2, tiny, strict=True, coalesce_steps=coalesce)
+    assert finish(res) == {"v1": 5.5, "v2": 8.25, "i1": 4.0}

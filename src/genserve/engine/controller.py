@@ -17,8 +17,9 @@ executor's event queue with a timeout of `wake_at - now`.
 
 Rounds. A round (snapshot -> plan -> apply) runs on every arrival, completion, freed GPU, cancellation and
 requested wake-up, and at video step boundaries as the policy asks through its optional `step_rounds`
-attribute: "always" (default: every step boundary), "when_waiting" (only while a request is queued or paused:
-enough for preemptive baselines) or "never" (non-preemptive policies: a step boundary changes nothing).
+attribute: "always" (default: every step boundary), "events" (only the boundaries of videos the last plan
+wanted to pause or move), "when_waiting" (only while a request is queued or paused: enough for preemptive
+baselines) or "never" (non-preemptive policies: a step boundary changes nothing).
 Events at the same instant are coalesced into one round.
 
 Apply semantics (see also `genserve.scheduling.base.Policy`):
@@ -50,7 +51,7 @@ from genserve.executors.base import Executor, StepSetup
 
 NEG_INF = float("-inf")
 _EPS = 1e-9
-STEP_ROUNDS = ("always", "when_waiting", "never")
+STEP_ROUNDS = ("always", "events", "when_waiting", "never")
 
 _RUNNING = RequestStatus.RUNNING
 _PAUSED = RequestStatus.PAUSED
@@ -135,7 +136,8 @@ class VideoProgress:
     run_start: float = 0.0
     run_first: float = 0.0  # first step's duration, setup included
     step_s: float = 0.0
-    truncated: bool = False
+    truncated: bool = False  # its multi-step run was asked to stop at the next boundary
+    replan: bool = False  # a plan wanted it to pause or move while mid-step: round at its next boundary
 
 
 @dataclass
@@ -315,8 +317,9 @@ class Controller:
         vp.busy_until = ev.time
         if self._multi:
             self._multi.pop(req.id, None)
-        if vp.truncated:  # the run was cut short because a plan wanted this video: decide now
-            vp.truncated = False
+        vp.truncated = False
+        if vp.replan:  # a plan wanted this video to pause or move while it was mid-step: decide now
+            vp.replan = False
             self._dirty = True
         if vp.cancel_pending:
             self._release(vp.gpus)
@@ -452,12 +455,17 @@ class Controller:
         """Whether `flush` runs a round now.
 
         "always": after any event, arrival, cancellation or wake-up, and at every step boundary.
+        "events": the same without plain step boundaries: a video reaches a round at its boundary only when the
+        last plan wanted it to pause or move while it was mid-step (the policy's decisions change only on events
+        and on the wake-ups it asks for with Plan.wake_at).
         "when_waiting" and "never" declare a policy that only starts or resumes waiting requests (and, for
         "when_waiting", preempts for them): with nothing queued or paused such a round could only confirm the
         status quo, so it is skipped. "never" also skips step boundaries and rounds with no free GPU."""
         mode = self.step_rounds
         if mode == "always":
             return self._dirty or bool(self._boundary)
+        if mode == "events":
+            return self._dirty
         if not (self._dirty or self._boundary):
             return False
         if not (self._images or self._queued_videos > 0 or self._paused > 0):
@@ -568,7 +576,7 @@ class Controller:
         moves: list[tuple[VideoProgress, tuple[int, ...]]] = []
         launches: list[tuple[VideoProgress, tuple[int, ...]]] = []
         batches: list[tuple[tuple[str, ...], int]] = []
-        truncs: list[VideoProgress] = []
+        intents: list[VideoProgress] = []  # mid-step videos a plan wants to pause or move
         multi = self._multi
 
         def check_group(rid: str, gpus: tuple[int, ...]) -> None:
@@ -637,8 +645,8 @@ class Controller:
                 if vp is not None:
                     if vp.decoding:
                         raise self._err(now, f"video {rid} is decoding and must continue on {vp.gpus}")
-                    if multi and rid in multi:
-                        truncs.append(vp)
+                    if vp.in_flight:
+                        intents.append(vp)
                 continue
             if vp is None:
                 raise self._err(now, f"image {rid} cannot {kind.value}")
@@ -655,8 +663,7 @@ class Controller:
                     if vp.in_flight:
                         check_group(rid, a.gpus)
                         claimed.update(a.gpus)  # reserved on paper; re-decided at its boundary
-                        if multi and rid in multi:
-                            truncs.append(vp)
+                        intents.append(vp)
                 else:
                     raise self._err(now, f"video {rid} (running) cannot {kind.value}")
                 continue
@@ -695,8 +702,9 @@ class Controller:
                 batches.append((ids, g))
 
         # 3. do it (nothing above changed state)
-        for vp in truncs:
-            if not vp.truncated:
+        for vp in intents:
+            vp.replan = True
+            if multi and not vp.truncated and vp.request.id in multi:
                 vp.truncated = True
                 self.executor.truncate(vp.request)
         for vp in pauses:

@@ -33,7 +33,10 @@ class Policy(Protocol):
 
     Optional attributes the controller reads:
     * `step_rounds` (default "always"): when rounds run besides arrivals, completions, freed GPUs and
-      `Plan.wake_at`. "always": at every video step boundary. "when_waiting": step boundaries only while a
+      `Plan.wake_at`. "always": at every video step boundary. "events": no plain step-boundary rounds; a video
+      the last plan wanted to pause or move while it was mid-step gets a round at its next boundary (for a
+      policy whose decisions change only on events and the wake-ups it asks for; lets the simulator coalesce
+      steps). "when_waiting": step boundaries only while a
       request is queued or paused, and no round at all while nothing waits (a policy that only starts, resumes
       or preempts for waiting work: SRTF). "never": no step-boundary rounds, and none while nothing waits or no
       GPU is free (non-preemptive, non-elastic policies: FCFS, SJF, RASP, dedicated pools). Under "never",
