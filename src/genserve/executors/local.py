@@ -396,6 +396,8 @@ class LocalExecutor:
             rid = request.id
             v = self._videos.get(rid)
             if setup is StepSetup.FRESH or v is None:
+                if v is not None:  # started again (after a Failed): drop what the first attempt left behind
+                    self._forget(rid)
                 v = _Video(request, _spec(request), str(self.spool / f"{_safe(rid)}.state"))
                 self._videos[rid] = v
                 src: object = "fresh"
