@@ -116,21 +116,25 @@ def test_non_laminar_degrees_use_the_exact_generic_dp():
 
 def test_policy_instances_equal_brute_force(monkeypatch):
     """The solver inputs the policy builds from random snapshots (anchored candidates, paused-per-GPU limits,
-    tail guard) are solved exactly."""
+    the critical-video rule, the tail guard, GPUs kept for images, the cap on unused GPUs) are solved exactly."""
+    from genserve.scheduling.dp.solver import VideoDP
+
     captured = []
-    real = policy_mod.solve
+    real = VideoDP.solve
 
-    def spy(tree, n, videos, must=None, forbid=frozenset()):
-        captured.append((n, videos, must or {}, forbid))
-        return real(tree, n, videos, must, forbid)
+    def spy(self, forbid=frozenset(), cap=None):
+        sol = real(self, forbid, cap)
+        captured.append((self, frozenset(forbid), cap, sol))
+        return sol
 
-    monkeypatch.setattr(policy_mod, "solve", spy)
+    monkeypatch.setattr(VideoDP, "solve", spy)
     checked = 0
     for seed in range(400):
         snap = random_snapshot(seed, n=8)
         captured.clear()
         policy_mod.GenServePolicy(PolicyOptions()).plan(snap)
-        for n, videos, must, forbid in captured:
+        for dp, forbid, cap, sol in captured:
+            videos = dp.videos
             size = 1
             for v in videos:
                 size *= len(v.cands) + 1
@@ -139,6 +143,24 @@ def test_policy_instances_equal_brute_force(monkeypatch):
             if forbid:
                 videos = [VideoOptions(v.hold, [(b, x) if forbid.isdisjoint(b) else (b, NEG) for b, x in v.cands])
                           for v in videos]
-            _compare(snap.cluster, videos, must)
+            want = brute_force(dp.n, videos, dp.must)
+            if not want:
+                assert sol is None
+                continue
+            n_eff = dp.n - len(dp.ignore)
+            cap = n_eff if cap is None else min(cap, n_eff)
+            bucket: dict[int, float] = {}
+            for k, v in want.items():
+                kk = max(k, n_eff - cap)
+                bucket[kk] = max(bucket.get(kk, NEG), v)
+            assert sol is not None and set(sol.best) == set(bucket)
+            for k, v in bucket.items():
+                assert sol.best[k] == pytest.approx(v, abs=1e-9)
+                choice = sol.choose(k)
+                used = [g for vi, ci in choice.items() for g in videos[vi].cands[ci][0]]
+                assert len(used) == len(set(used))
+                value = sum(videos[vi].cands[choice[vi]][1] if vi in choice else videos[vi].hold
+                            for vi in range(len(videos)))
+                assert value == pytest.approx(v, abs=1e-9)
             checked += 1
     assert checked > 300

@@ -1,6 +1,11 @@
 """Attainment tables: genserve against every baseline (with and without batching), mean over seeds.
 
-    python -m genserve.scheduling.dp.compare --seeds 5 [--setting default ...] [--markdown]
+    python -m genserve.scheduling.dp.compare --seeds 5 [--setting default ...] [--table baselines|guard|ladder]
+        [--jobs 2]
+
+baselines: overall SAR of genserve and of every baseline (+b: with EDF batching), and genserve's margin over the
+best of them. guard: genserve with the tail guard on / off (SAR, video p99 latency, pauses of the most-paused
+video). ladder: the paper's ablation (FCFS -> +preemption -> +DP -> +SP switching) with genserve's switches.
 
 A *setting* is a named WorkloadSpec + cluster size; the tables in docs/scheduler.md come from this module.
 Simulations only (paper profile), no torch.
@@ -34,6 +39,9 @@ SETTINGS: dict[str, tuple[dict, float, int]] = {
     "gpus4": ({"rate": 12.0}, 1.0, 4),
     "gpus16": ({"rate": 48.0}, 1.0, 16),
     "heavy-skewed": ({"mix": "heavy", "resolutions": "skewed"}, 1.0, 8),
+    "rate48": ({"rate": 48.0}, 1.0, 8),
+    "heavy-rate36": ({"mix": "heavy", "rate": 36.0}, 1.0, 8),
+    "bursty-sigma0.8": ({"arrival": "bursty"}, 0.8, 8),
 }
 
 POLICIES = [
@@ -58,20 +66,39 @@ def run_one(policy, setting: str, seed: int, profile, options: PolicyOptions | N
 
     reqs, gpus = requests_for(setting, seed, profile)
     if isinstance(policy, str):
-        policy = make_policy(policy.split("+")[0], options)
+        policy = make_policy(policy.split("+")[0].split(":")[0], options)
     return run_simulation(reqs, policy, gpus, profile).summary()
 
 
-def table(settings: list[str], seeds: int, policies=POLICIES, profile=None) -> dict[str, dict[str, float]]:
-    profile = profile or Profile.load("paper")
-    out: dict[str, dict[str, float]] = {}
-    for s in settings:
-        row = {}
-        for name, opts in policies:
-            vals = [run_one(name, s, seed, profile, opts)["sar"]["overall"] for seed in range(seeds)]
-            row[name] = 100.0 * statistics.fmean(vals)
-        out[s] = row
+def _job(args):
+    name, opts, setting, seed = args
+    from genserve.scheduling.dp import GenServePolicy
+
+    profile = Profile.load("paper")
+    policy = GenServePolicy(opts) if name.startswith("genserve") else name
+    return run_one(policy, setting, seed, profile, opts)
+
+
+def _runs(entries, settings, seeds: int, jobs: int) -> dict:
+    """{(setting, name): [summary per seed]} for entries = [(name, options)]."""
+    tasks = [(name, opts, s, k) for s in settings for name, opts in entries for k in range(seeds)]
+    if jobs > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(jobs) as ex:
+            results = list(ex.map(_job, tasks))
+    else:
+        results = [_job(t) for t in tasks]
+    out: dict = {}
+    for (name, _, s, _), res in zip(tasks, results):
+        out.setdefault((s, name), []).append(res)
     return out
+
+
+def table(settings: list[str], seeds: int, policies=POLICIES, jobs: int = 1) -> dict[str, dict[str, float]]:
+    runs = _runs(policies, settings, seeds, jobs)
+    return {s: {name: 100.0 * statistics.fmean(r["sar"]["overall"] for r in runs[(s, name)])
+                for name, _ in policies} for s in settings}
 
 
 def markdown(tab: dict[str, dict[str, float]]) -> str:
@@ -84,14 +111,62 @@ def markdown(tab: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
+def _p99(rs: list[dict]) -> float:
+    return statistics.fmean(r["latency"]["video"]["p99"] or 0.0 for r in rs)
+
+
+def guard_table(settings: list[str], seeds: int, jobs: int = 1) -> str:
+    entries = [("genserve", PolicyOptions(tail_guard=True)), ("genserve-noguard", PolicyOptions(tail_guard=False)),
+               ("fcfs", PolicyOptions()), ("srtf", PolicyOptions())]
+    runs = _runs(entries, settings, seeds, jobs)
+    lines = ["| setting | SAR guard on | SAR guard off | video p99 on (s) | video p99 off (s) | video p99 FCFS |"
+             " video p99 SRTF | preemptions on / off |", "|---" * 8 + "|"]
+    for s in settings:
+        on, off = runs[(s, "genserve")], runs[(s, "genserve-noguard")]
+        sar = lambda rs: 100.0 * statistics.fmean(r["sar"]["overall"] for r in rs)  # noqa: E731
+        pre = lambda rs: statistics.fmean(r["preemptions"] for r in rs)  # noqa: E731
+        lines.append(f"| {s} | {sar(on):.1f} | {sar(off):.1f} | {_p99(on):.0f} | {_p99(off):.0f} | "
+                     f"{_p99(runs[(s, 'fcfs')]):.0f} | {_p99(runs[(s, 'srtf')]):.0f} | {pre(on):.0f} / {pre(off):.0f} |")
+    return "\n".join(lines)
+
+
+LADDER = [
+    ("FCFS (all off)", PolicyOptions(dp=False, preemption=False, elastic_sp=False, batching=False)),
+    ("+preemption", PolicyOptions(dp=False, elastic_sp=False, batching=False)),
+    ("+DP", PolicyOptions(elastic_sp=False, batching=False)),
+    ("+SP switching", PolicyOptions(batching=False)),
+    ("+batching (all on)", PolicyOptions()),
+]
+
+
+def ladder_table(settings: list[str], seeds: int, jobs: int = 1) -> str:
+    entries = [(f"genserve:{label}", opts) for label, opts in LADDER]
+    runs = _runs(entries, settings, seeds, jobs)
+    lines = ["| setting | " + " | ".join(label for label, _ in LADDER) + " |", "|---" * (len(LADDER) + 1) + "|"]
+    for s in settings:
+        cells = []
+        for label, _ in LADDER:
+            rs = runs[(s, f"genserve:{label}")]
+            f = lambda k: 100.0 * statistics.fmean(r["sar"][k] or 0.0 for r in rs)  # noqa: E731
+            cells.append(f"{f('overall'):.1f} / {f('image'):.1f} / {f('video'):.1f}")
+        lines.append(f"| {s} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--setting", action="append", help="setting name (repeatable); default: all")
+    ap.add_argument("--table", choices=("baselines", "guard", "ladder"), default="baselines")
+    ap.add_argument("--jobs", type=int, default=1, help="worker processes")
     args = ap.parse_args(argv)
     settings = args.setting or list(SETTINGS)
-    tab = table(settings, args.seeds)
-    print(markdown(tab))
+    if args.table == "baselines":
+        print(markdown(table(settings, args.seeds, jobs=args.jobs)))
+    elif args.table == "guard":
+        print(guard_table(settings, args.seeds, args.jobs))
+    else:
+        print(ladder_table(settings, args.seeds, args.jobs))
 
 
 if __name__ == "__main__":

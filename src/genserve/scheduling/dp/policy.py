@@ -20,7 +20,7 @@ from genserve.core.plan import HOLD, Action, ActionKind, Plan
 from genserve.core.request import RequestStatus
 from genserve.core.snapshot import ClusterSpec, Snapshot, VideoView
 from genserve.scheduling.dp.images import ImageTable, plan_images
-from genserve.scheduling.dp.solver import VideoOptions, build_tree, solve
+from genserve.scheduling.dp.solver import VideoDP, VideoOptions, build_tree, solve
 from genserve.scheduling.dp.tuning import DEFAULT, Tuning
 from genserve.scheduling.options import PolicyOptions
 
@@ -42,13 +42,15 @@ def _cluster_info(num_gpus: int, per_node: int, degrees: tuple[int, ...]):
     cl = ClusterSpec(num_gpus, per_node, degrees)
     usable = cl.usable_degrees
     around: dict[int, list] = {}
+    groups = {p: cl.groups(p) for p in usable}
     for p in usable:
         table: list = [None] * num_gpus
-        for b in cl.groups(p):
+        for b in groups[p]:
             for g in b:
                 table[g] = b
         around[p] = table
-    return usable, around
+    valid = frozenset(b for gs in groups.values() for b in gs)
+    return usable, around, groups, valid
 
 
 class _Round:
@@ -65,7 +67,7 @@ class _Round:
         self.owner = [-1] * n  # running (non-decoding) video index holding the GPU
         self.locked = [False] * n
         self.videos = list(snap.videos)
-        self.usable, self.around = _cluster_info(n, cl.gpus_per_node, cl.sp_degrees)
+        self.usable, self.around, self.groups, self.valid = _cluster_info(n, cl.gpus_per_node, cl.sp_degrees)
         self._degs: dict[str, list[int]] = {}
         self._ts: dict[tuple, float] = {}
         self._dec: dict[tuple, float] = {}
@@ -245,7 +247,7 @@ def _dp_plan(r: _Round, batching: bool) -> Plan:
     limit = max(0, opt.max_paused_per_gpu)
     tree = build_tree(cl.num_gpus, cl.gpus_per_node, cl.sp_degrees)
     around = r.around
-    groups_of = {p: cl.groups(p) for p in r.usable}
+    groups_of = r.groups
 
     def block_around(g: int, p: int) -> tuple[int, ...] | None:
         t = around.get(p)
@@ -261,14 +263,17 @@ def _dp_plan(r: _Round, batching: bool) -> Plan:
     paused_home: dict[int, list[int]] = {}
 
     slack_ref = [0.0] * nv  # slack at the current degree (running) or at SP 1 from now (others)
+    cont_finish: dict[int, float] = {}
     for vi, v in enumerate(videos):
-        if v.status is RequestStatus.RUNNING and not v.decoding and v.gpus and cl.is_valid_group(v.gpus):
-            slack_ref[vi] = v.deadline - r.finish(vi, tuple(v.gpus))
+        if v.status is RequestStatus.RUNNING and not v.decoding and v.gpus and tuple(v.gpus) in r.valid:
+            f = cont_finish[vi] = r.finish(vi, tuple(v.gpus))
+            slack_ref[vi] = v.deadline - f
         elif not v.decoding:
             slack_ref[vi] = v.deadline - r.now - v.remaining_steps * r.t_step(v, 1) - r.decode(v)
+    r.slack_ref = slack_ref
 
     def add(vi: int, kind: ActionKind, block: tuple[int, ...]) -> None:
-        f = r.finish(vi, block)
+        f = cont_finish[vi] if kind is ActionKind.CONTINUE else r.finish(vi, block)
         c, s = r.value(videos[vi], f, slack_ref[vi])
         cands[vi].append(_Cand(kind, block, f, c, s))
 
@@ -293,7 +298,7 @@ def _dp_plan(r: _Round, batching: bool) -> Plan:
                 continue
             anchor[vi] = v.gpus[0]
             p = len(v.gpus)
-            if cl.is_valid_group(v.gpus):
+            if tuple(v.gpus) in r.valid:
                 add(vi, ActionKind.CONTINUE, tuple(v.gpus))
             if elastic:
                 lower = [q for q in degs if q < p]
@@ -379,25 +384,36 @@ def _dp_plan(r: _Round, batching: bool) -> Plan:
         if all(m2.values()):
             merged = {g: frozenset(x) for g, x in m2.items()}
 
+    locked = frozenset(g for g in range(r.n) if r.locked[g])
+    cap = len(r.snap.images)  # images never use more GPUs than there are images
+    dps: dict = {}
+
     def run_solve(forbid=frozenset()):
-        sol = solve(tree, r.n, options, merged, forbid) if merged is not None else None
-        if sol is None:
-            sol = solve(tree, r.n, options, must_f, forbid)
-        if sol is None and not forbid:
-            sol = solve(tree, r.n, options, {})
-        return sol
+        for key, m in (("guard", merged), ("must", must_f), ("none", {})):
+            if m is None or (key == "none" and forbid):
+                continue
+            if tree is None:
+                sol = solve(None, r.n, options, m, forbid)
+            else:
+                dp = dps.get(key)
+                if dp is None:
+                    dp = dps[key] = VideoDP(tree, r.n, options, m, locked)
+                sol = dp.solve(forbid, cap)
+            if sol is not None:
+                return sol
+        return None
 
     # images: slots left by each video solution; branch and bound over k with an optimistic image bound
     table = ImageTable(r.snap.images, r.profile, r.now, batching, tun.lost_image_score)
     img_gpus = [g for g in range(r.n) if not r.locked[g]]
     owner_lax = {}
-    for g in img_gpus:
+    for g in (img_gpus if table.images else ()):
         o = r.owner[g]
         if o >= 0 and o not in owner_lax:
-            v = videos[o]
-            owner_lax[o] = v.deadline - r.finish(o, tuple(v.gpus))
+            owner_lax[o] = slack_ref[o]
     # slot order: earliest first; among equal times idle GPUs, then the GPUs of the video with the most laxity
-    all_slots = sorted((r.avail[g], -owner_lax[r.owner[g]] if r.owner[g] >= 0 else -INF, g) for g in img_gpus)
+    all_slots = sorted((r.avail[g], -owner_lax[r.owner[g]] if r.owner[g] >= 0 else -INF, g)
+                       for g in (img_gpus if table.images else ()))
     all_slots = [(t, g) for t, _, g in all_slots]
     if table.images:
         _, ub_c, ub_s = plan_images(table, all_slots)
@@ -423,7 +439,13 @@ def _dp_plan(r: _Round, batching: bool) -> Plan:
             for vi, ci in choice.items():
                 used.update(cands[vi][ci].block)
             if table.images:
-                slots = [(t, g) for t, g in all_slots if g not in used]
+                slots = []
+                need = len(table.images)  # one batch per slot, at least one image per batch
+                for t, g in all_slots:
+                    if g not in used:
+                        slots.append((t, g))
+                        if len(slots) >= need:
+                            break
                 batches, c, s = plan_images(table, slots)
                 ival, icount = c[-1] * big + s[-1], c[-1]
             else:
@@ -493,6 +515,7 @@ def _anchor_pool(r: _Round, pool: list[int], anchor: list, block_around, groups_
     pool = sorted(pool, key=lambda vi: (videos[vi].deadline, videos[vi].arrival, videos[vi].id))
     used_victims: set[int] = set()
     victims = None
+    head: dict[int, int] = {}
     for vi in pool:
         v = videos[vi]
         degs = r.degrees(v) if r.opt.elastic_sp else [1]
@@ -504,11 +527,15 @@ def _anchor_pool(r: _Round, pool: list[int], anchor: list, block_around, groups_
                 break
         got = None
         for q in [q for q in degs if q <= want][::-1]:
-            for _, _, b in free_blocks.get(q, ()):
-                if all(free[g] for g in b):
-                    got = b
-                    break
-            if got is not None:
+            lst = free_blocks.get(q)
+            if not lst:
+                continue
+            pos = head.get(q, 0)
+            while pos < len(lst) and not all(free[g] for g in lst[pos][2]):
+                pos += 1  # taken since: never free again this round
+            head[q] = pos
+            if pos < len(lst):
+                got = lst[pos][2]
                 break
         if got is not None:
             anchor[vi] = got[0]
@@ -521,7 +548,7 @@ def _anchor_pool(r: _Round, pool: list[int], anchor: list, block_around, groups_
             victims = []
             for ui, u in enumerate(videos):
                 if u.status is RequestStatus.RUNNING and not u.decoding and u.gpus:
-                    slack = u.deadline - r.finish(ui, tuple(u.gpus))
+                    slack = r.slack_ref[ui]
                     if slack > 0:
                         victims.append((-slack, u.id, ui))
             victims.sort()

@@ -28,8 +28,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-import numpy as np
-
 NEG = float("-inf")
 
 
@@ -109,6 +107,188 @@ def _merge(a: dict, b: dict, cap: int):
     return out, arg
 
 
+class VideoDP:
+    """The tree DP for one round, reusable across `forbid` sets (only the node roots they touch are redone)."""
+
+    def __init__(self, tree: Tree, num_gpus: int, videos: list[VideoOptions],
+                 must: dict[int, frozenset[int]] | None = None, ignore: frozenset[int] | set[int] = frozenset()):
+        self.tree = tree
+        self.n = num_gpus
+        self.videos = videos
+        self.must = must or {}
+        self.base = sum(v.hold for v in videos)
+        nb = len(tree.blocks)
+        on_block: dict[int, list[tuple[int, int, float, tuple[int, ...]]]] = {}
+        for vi, v in enumerate(videos):
+            if len(v.cands) > 1 and not set(v.cands[0][0]).intersection(*(c[0] for c in v.cands[1:])):
+                raise ValueError(f"video {vi}: candidates must share an anchor GPU (lie on one path of the tree)")
+            for ci, (block, value) in enumerate(v.cands):
+                if value == NEG:
+                    continue
+                b = tree.index.get(block)
+                if b is None:
+                    raise ValueError(f"candidate block {block} is not an aligned group")
+                on_block.setdefault(b, []).append((vi, ci, value - v.hold, block))
+        self.on_block = on_block
+        active = [False] * nb
+        cons: dict[int, list[int]] = {}
+        for b in on_block:
+            x = b
+            while x >= 0 and not active[x]:
+                active[x] = True
+                x = tree.parent[x]
+        for g in self.must:
+            x = tree.leaf[g]
+            while x >= 0:
+                active[x] = True
+                cons.setdefault(x, []).append(g)
+                x = tree.parent[x]
+        self.active = active
+        self.cons = cons
+        self.ignore = frozenset(ignore)
+        self.root_of = {}
+        self.size_eff = {}
+        for r in tree.roots:
+            blk = tree.blocks[r]
+            self.size_eff[r] = len(blk) - sum(1 for g in blk if g in self.ignore)
+            for g in blk:
+                self.root_of[g] = r
+        self._cache: dict[tuple, tuple] = {}
+
+    def _root(self, r: int, forbid: frozenset[int]):
+        """F (k -> value) and back-pointers of one root block, candidates touching `forbid` excluded."""
+        key = (r, forbid)
+        hit = self._cache.get(key)
+        if hit is not None:
+            return hit
+        tree, active, cons, must, on_block = self.tree, self.active, self.cons, self.must, self.on_block
+        F: dict[int, dict[int, float]] = {}
+        back: dict[int, tuple] = {}
+        for x in _subtree(tree, r):  # bottom-up
+            if not active[x]:
+                continue
+            size = len(tree.blocks[x])
+            ch = tree.children[x]
+            if ch:
+                c0 = ch[0]
+                cur = F[c0] if active[c0] else _ZERO
+                split = [(c0, {k: (0, k) for k in cur})]
+                for c in ch[1:]:
+                    cur, arg = _merge(cur, F[c] if active[c] else _ZERO, size)
+                    split.append((c, arg))
+            else:
+                cur = {} if x in cons else {0: 0.0}
+                split = None
+            best_self = None
+            cl = cons.get(x, ())
+            for vi, ci, val, block in on_block.get(x, ()):
+                if cl and any(vi not in must[g] for g in cl):
+                    continue
+                if forbid and not forbid.isdisjoint(block):
+                    continue
+                if best_self is None or val > best_self[2]:
+                    best_self = (vi, ci, val)
+            if best_self is not None and best_self[2] > cur.get(size, NEG):
+                cur = dict(cur)
+                cur[size] = best_self[2]
+            else:
+                best_self = None
+            F[x] = cur
+            back[x] = (split, best_self)
+        out = (F[r], F, back)
+        self._cache[key] = out
+        return out
+
+    def solve(self, forbid: frozenset[int] | set[int] = frozenset(), cap: int | None = None) -> "Solution | None":
+        """Best total value for every number k of GPUs the videos take (None when the constraints cannot hold).
+
+        With `cap`, solutions leaving more than `cap` usable GPUs (not in `ignore`) are merged into one bucket,
+        k = usable - cap, holding the best of them: enough when images can use at most `cap` GPUs.
+        """
+        forbid = frozenset(forbid)
+        if forbid and any(g in forbid for g in self.must):
+            return None
+        tree = self.tree
+        n_eff = self.n - len(self.ignore)
+        U = n_eff if cap is None else max(0, min(cap, n_eff))
+        offset = 0
+        parts = []
+        for r in tree.roots:
+            if not self.active[r]:
+                offset += self.size_eff[r]
+                continue
+            sub = frozenset(g for g in forbid if self.root_of.get(g) == r) if forbid else frozenset()
+            f, F, back = self._root(r, sub)
+            if not f:
+                return None
+            parts.append((r, f, F, back))
+        # merge over roots in "unused usable GPUs" u, capped at U
+        cur: dict[int, float] = {min(offset, U): 0.0}
+        steps = []
+        for r, f, _, _ in parts:
+            se = self.size_eff[r]
+            new: dict[int, float] = {}
+            arg: dict[int, tuple[int, int]] = {}
+            for u1, v1 in cur.items():
+                for k, v2 in f.items():
+                    u = u1 + se - k
+                    if u > U:
+                        u = U
+                    v = v1 + v2
+                    if v > new.get(u, NEG):
+                        new[u] = v
+                        arg[u] = (u1, k)
+            cur = new
+            steps.append(arg)
+        if not cur:
+            return None
+        base = self.base
+
+        def pick(k: int) -> dict[int, int]:
+            u = n_eff - k
+            out: dict[int, int] = {}
+            for (r, _, F, back), arg in zip(reversed(parts), reversed(steps)):
+                u, kr = arg[u]
+                if kr:
+                    _pick_block(tree, F, back, r, kr, out)
+            return out
+
+        return Solution({n_eff - u: v + base for u, v in cur.items()}, pick)
+
+
+_ZERO = {0: 0.0}
+
+
+def _subtree(tree: Tree, r: int) -> list[int]:
+    """Blocks of the subtree rooted at r, children before parents."""
+    cache = tree.__dict__.setdefault("_sub", {})
+    hit = cache.get(r)
+    if hit is None:
+        order = []
+        stack = [r]
+        while stack:
+            x = stack.pop()
+            order.append(x)
+            stack.extend(tree.children[x])
+        hit = cache[r] = order[::-1]
+    return hit
+
+
+def _pick_block(tree: Tree, F, back, x: int, k: int, out: dict[int, int]) -> None:
+    split, best_self = back[x]
+    if best_self is not None and k == len(tree.blocks[x]):
+        out[best_self[0]] = best_self[1]
+        return
+    if split is None:
+        return
+    ks = k  # walk the pairwise merges backwards
+    for c, arg in reversed(split):
+        ka, kc = arg[ks]
+        if kc and c in back:
+            _pick_block(tree, F, back, c, kc, out)
+        ks = ka
+
+
 def solve(tree: Tree | None, num_gpus: int, videos: list[VideoOptions],
           must: dict[int, frozenset[int]] | None = None, forbid: frozenset[int] | set[int] = frozenset()
           ) -> Solution | None:
@@ -116,155 +296,15 @@ def solve(tree: Tree | None, num_gpus: int, videos: list[VideoOptions],
 
     `forbid`: GPUs no video may take (kept for images).
     """
-    must = must or {}
-    if forbid:
-        if any(g in forbid for g in must):
-            return None
-        videos = [VideoOptions(v.hold, [(b, val) if forbid.isdisjoint(b) else (b, NEG) for b, val in v.cands])
-                  for v in videos]
-    base = sum(v.hold for v in videos)
     if tree is None:
-        return _solve_generic(num_gpus, videos, must, base)
-    nb = len(tree.blocks)
-    on_block: dict[int, list[tuple[int, int, float]]] = {}
-    for vi, v in enumerate(videos):
-        if len(v.cands) > 1 and not set(v.cands[0][0]).intersection(*(c[0] for c in v.cands[1:])):
-            raise ValueError(f"video {vi}: candidates must share an anchor GPU (lie on one path of the tree)")
-        for ci, (block, value) in enumerate(v.cands):
-            if value == NEG:
-                continue
-            b = tree.index.get(block)
-            if b is None:
-                raise ValueError(f"candidate block {block} is not an aligned group")
-            on_block.setdefault(b, []).append((vi, ci, value - v.hold))
-    # which blocks need work: those with a candidate or a constrained leaf somewhere below
-    active = [False] * nb
-    cons: dict[int, list[int]] = {}  # block -> constrained GPUs inside
-    for b in on_block:
-        x = b
-        while x >= 0 and not active[x]:
-            active[x] = True
-            x = tree.parent[x]
-    for g in must:
-        x = tree.leaf[g]
-        while x >= 0:
-            active[x] = True
-            cons.setdefault(x, []).append(g)
-            x = tree.parent[x]
-    F: dict[int, dict[int, float]] = {}
-    back: dict[int, object] = {}
-    for x in range(nb):  # bottom-up: blocks are ordered by degree
-        if not active[x]:
-            continue
-        ch = tree.children[x]
-        if ch:
-            cur: dict[int, float] = {0: 0.0}
-            steps = []
-            for c in ch:
-                fc = F.get(c) if active[c] else {0: 0.0}
-                cur, arg = _merge(cur, fc, len(tree.blocks[x]))
-                steps.append((c, arg))
-            split = steps
-        else:
-            cur = {} if x in cons else {0: 0.0}
-            split = None
-        size = len(tree.blocks[x])
-        best_self = None
-        cl = cons.get(x, ())
-        for vi, ci, val in on_block.get(x, ()):
-            if cl and any(vi not in must[g] for g in cl):
-                continue
-            if best_self is None or val > best_self[2]:
-                best_self = (vi, ci, val)
-        if best_self is not None and best_self[2] > cur.get(size, NEG):
-            cur = dict(cur)
-            cur[size] = best_self[2]
-        else:
-            best_self = None
-        F[x] = cur
-        back[x] = (split, best_self)
-    # roots: merge with numpy when there are many, plain dicts otherwise
-    roots = [r for r in tree.roots if active[r]]
-    if any(not F[r] for r in roots):
-        return None
-    total, root_steps = _merge_roots([F[r] for r in roots], num_gpus)
-    if not total:
-        return None
-
-    def pick_block(x: int, k: int, out: dict[int, int]) -> None:
-        split, best_self = back[x]
-        if best_self is not None and k == len(tree.blocks[x]):
-            out[best_self[0]] = best_self[1]
-            return
-        if split is None:
-            return
-        ks = k  # walk the pairwise merges backwards
-        for c, arg in reversed(split):
-            ka, kc = arg[ks]
-            if kc and active[c]:
-                pick_block(c, kc, out)
-            ks = ka
-
-    def pick(k: int) -> dict[int, int]:
-        out: dict[int, int] = {}
-        for r, kr in zip(roots, root_steps(k)):
-            if kr:
-                pick_block(r, kr, out)
-        return out
-
-    return Solution({k: v + base for k, v in total.items()}, pick)
-
-
-def _merge_roots(fs: list[dict[int, float]], cap: int):
-    """Max-plus merge of the root vectors; returns (k -> value, k -> per-root GPU counts)."""
-    if len(fs) <= 4:
-        cur: dict[int, float] = {0: 0.0}
-        args = []
-        for f in fs:
-            cur, arg = _merge(cur, f, cap)
-            args.append(arg)
-
-        def steps(k: int) -> list[int]:
-            out = []
-            for arg in reversed(args):
-                ka, kb = arg[k]
-                out.append(kb)
-                k = ka
-            return out[::-1]
-
-        return cur, steps
-    vec = np.full(cap + 1, NEG)
-    vec[0] = 0.0
-    hi = 0
-    args = []
-    for f in fs:
-        new = np.full(cap + 1, NEG)
-        arg = np.zeros(cap + 1, dtype=np.int32)
-        top = min(cap, hi + max(f))
-        for kb, vb in f.items():
-            if kb > cap:
-                continue
-            n = min(hi, cap - kb) + 1
-            cand = vec[:n] + vb
-            seg = new[kb:kb + n]
-            better = cand > seg
-            if better.any():
-                seg[better] = cand[better]
-                arg[kb:kb + n][better] = kb
-        hi = top
-        vec = new
-        args.append(arg)
-    total = {int(k): float(vec[k]) for k in np.nonzero(vec > NEG)[0]}
-
-    def steps(k: int) -> list[int]:
-        out = []
-        for arg in reversed(args):
-            kb = int(arg[k])
-            out.append(kb)
-            k -= kb
-        return out[::-1]
-
-    return total, steps
+        must = must or {}
+        if forbid:
+            if any(g in forbid for g in must):
+                return None
+            videos = [VideoOptions(v.hold, [(b, val) if forbid.isdisjoint(b) else (b, NEG) for b, val in v.cands])
+                      for v in videos]
+        return _solve_generic(num_gpus, videos, must, sum(v.hold for v in videos))
+    return VideoDP(tree, num_gpus, videos, must).solve(forbid)
 
 
 def _solve_generic(num_gpus: int, videos: list[VideoOptions], must: dict[int, frozenset[int]], base: float):
