@@ -149,3 +149,27 @@ def test_metrics_parse(sim_server, client):
 def test_health(sim_server):
     r = httpx.get(sim_server.url + "/health", timeout=10)
     assert r.status_code == 200 and r.json()["status"] == "ok" and r.json()["engine"] == "sim"
+
+
+class _BrokenPolicy:
+    name = "broken"
+    preemptive = False
+
+    def plan(self, snapshot):
+        raise RuntimeError("policy bug")
+
+
+def test_engine_crash_fails_jobs_and_turns_503(tmp_path):
+    from genserve.engine.runtime import make_engine
+
+    settings = make_settings(tmp_path, api_key=API_KEY, engine_kind="sim")
+    engine = make_engine("sim", profile="tiny-cpu", gpus=1, policy=_BrokenPolicy())
+    with live_server(engine, settings) as srv:
+        client = openai_client(srv)
+        v = client.videos.create(prompt="doomed", size="32x32")
+        got = wait_video(client, v.id, timeout=10)
+        assert got.status == "failed" and "policy bug" in got.error.message
+        r = httpx.post(srv.url + "/v1/videos", json={"prompt": "next"}, headers=AUTH, timeout=10)
+        assert r.status_code == 503 and r.json()["error"]["code"] == "unavailable" and "retry-after" in r.headers
+        h = httpx.get(srv.url + "/health", timeout=10)
+        assert h.status_code == 503 and "policy bug" in h.json()["error"]

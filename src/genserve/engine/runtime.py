@@ -33,7 +33,7 @@ import struct
 import threading
 import time
 import zlib
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -185,6 +185,7 @@ class Engine:
         self._finished: dict[str, dict[str, int]] = {}
         self._slo_met: dict[str, int] = {}
         self._step_seconds: list[float] = []
+        self._finished_ids: deque[str] = deque()
         self._busy_s = [0.0] * cluster.num_gpus
         self._thread: threading.Thread | None = None
         self._notifier: threading.Thread | None = None
@@ -443,6 +444,7 @@ class Engine:
                                   ("cancelled" if st is RequestStatus.CANCELLED else "generation failed"),
                                   finished_at=rec.finish if rec else self.clock.now(),
                                   met_deadline=bool(rec.met_slo) if rec else None)
+                self._forget_later(rid)
                 with self._lock:
                     self._live.pop(rid, None)
                     if st is not RequestStatus.DONE:
@@ -456,6 +458,18 @@ class Engine:
                         continue
                     self._last[rid] = u
             self._notify.put((t, u))
+
+    def _forget_later(self, rid: str) -> None:
+        """Bound the controller's memory on a long-running server: it keeps every request and record it saw, so
+        drop the oldest finished ones beyond `_KEEP_FINISHED` (engine thread only)."""
+        fin = self._finished_ids
+        fin.append(rid)
+        if len(fin) > _KEEP_FINISHED:
+            old = fin.popleft()
+            req = self.ctl.requests.get(old)
+            if req is not None and req.status.terminal:
+                del self.ctl.requests[old]
+                self.ctl.records.pop(old, None)
 
     def _trim(self) -> None:
         while len(self._last) > _KEEP_FINISHED + len(self._live):

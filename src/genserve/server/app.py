@@ -624,9 +624,12 @@ def create_app(engine: ServingEngine, settings: ServerSettings) -> FastAPI:
 
     @app.get("/health")
     async def health():
-        ok = server.ready and not server._closing
+        engine_error = getattr(engine, "error", None)
+        ok = server.ready and not server._closing and not engine_error
         body = {"status": "ok" if ok else "unavailable", "engine": settings.engine_kind,
                 "in_flight": server.active_count(), "uptime_s": round(time.time() - server.started_at, 3)}
+        if engine_error:
+            body["error"] = f"engine stopped: {engine_error}"
         return JSONResponse(body, status_code=200 if ok else 503)
 
     @app.get("/metrics", dependencies=[Depends(require_key)])
