@@ -252,6 +252,21 @@ def test_worker_exception_fails_the_request_with_its_reason(pool):
     assert isinstance(wait_event(q, ("StepDone",), req3.id), StepDone)
 
 
+def test_bench_engine_figures(pool):
+    """The functions behind `genserve bench engine`, on the shared pool: overhead per step is measured for every
+    step boundary, the setup costs and the recovery figure come out."""
+    from genserve.bench.engine import measure_costs, measure_overhead, measure_recovery
+
+    ovh = measure_overhead(pool, Profile.load("tiny-cpu"), "genserve", videos=1, steps=6)
+    assert ovh["n"] == 5 and 0 < ovh["median_ms"] < 1000
+    costs = measure_costs(pool, repeats=1)
+    assert set(costs["plain_step_ms"]) == {"1", "2", "4"}
+    assert {"resume_to_sp1_extra_ms", "reconfigure_to_sp2_extra_ms", "reconfigure_to_sp4_extra_ms"} <= set(costs)
+    rec = measure_recovery(pool, repeats=1)
+    assert rec["recovered_step"]["n"] == 1 and rec["plain_step_roundtrip"]["n"] == 5
+    assert pool.ready_all()
+
+
 def test_engine_runtime_over_local_workers(tmp_path, pool):
     """The serving path: F's Engine (the Controller on the wall clock in a background thread) over a LocalExecutor
     of 2 workers, via make_engine("local"): an image and a video complete with real PNG/MP4 files, progress
