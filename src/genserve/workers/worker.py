@@ -73,6 +73,11 @@ class Worker:
         self.port = port
 
     # ---- helpers -------------------------------------------------------------------------------------------------
+    def _sync(self) -> None:
+        """Wait for the device (CUDA kernels run asynchronously): durations and "done" events must be real."""
+        if self.device.type == "cuda":
+            self.torch.cuda.synchronize(self.device)
+
     def _state_from_file(self, path: str):
         from genserve.models import State
 
@@ -111,6 +116,7 @@ class Worker:
                 break
             img.step_batch(active)
         images = img.decode_batch(states)
+        self._sync()
         for image, path in zip(images, c["paths"]):
             save_png(image, path)
             if self.cfg.save_raw:
@@ -162,6 +168,7 @@ class Worker:
         elif state.step != k + 1:  # k + 1: recovered from a checkpoint written after the step (nothing to redo)
             raise RuntimeError(f"{rid}: state is at step {state.step}, asked to run step {k}")
         self.states[rid] = state
+        self._sync()
         if me != leader:
             return {}
         if c.get("ckpt_now"):
@@ -198,6 +205,7 @@ class Worker:
         if not state.done:
             raise RuntimeError(f"{rid}: decode asked at step {state.step} of {state.num_steps}")
         frames = self.video.decode(state)
+        self._sync()
         save_mp4(frames, c["path"], fps=self.cfg.fps)
         if self.cfg.save_raw:
             self.torch.save(frames.detach().cpu().clone(), c["path"] + ".pt")
