@@ -98,13 +98,14 @@ def placeholder_mp4(path: Path, width: int, height: int, frames: int, seed: int,
 
 
 class _Tracked:
-    __slots__ = ("request", "callback", "steps_done", "cancel_requested")
+    __slots__ = ("request", "callback", "steps_done", "cancel_requested", "error")
 
     def __init__(self, request: Request, callback: UpdateCallback | None) -> None:
         self.request = request
         self.callback = callback
         self.steps_done = 0
         self.cancel_requested = False
+        self.error: str | None = None  # the executor's reason for the last failure
 
 
 class _ExecutorProxy:
@@ -340,8 +341,10 @@ class Engine:
             self._touched.update(ev.request_ids)
             for rid in ev.request_ids:
                 t = self._live.get(rid)
-                if t is not None and t.request.is_video:
-                    t.steps_done = 0 if ev.retryable else t.steps_done
+                if t is not None:
+                    t.error = ev.reason
+                    if t.request.is_video and ev.retryable:
+                        t.steps_done = 0
 
     def _handle(self, kind, payload) -> None:
         ctl = self.ctl
@@ -441,7 +444,8 @@ class Engine:
                 rec = recs.get(rid)
                 u = RequestUpdate(rid, st, steps, req.steps,
                                   error=None if st is RequestStatus.DONE else
-                                  ("cancelled" if st is RequestStatus.CANCELLED else "generation failed"),
+                                  ("cancelled" if st is RequestStatus.CANCELLED else
+                                   t.error or "generation failed"),
                                   finished_at=rec.finish if rec else self.clock.now(),
                                   met_deadline=bool(rec.met_slo) if rec else None)
                 self._forget_later(rid)
