@@ -301,21 +301,46 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def _descendants(root: int) -> dict[int, str]:
+    """Live (non-zombie) descendants of `root` with their command lines, from /proc."""
+    parent: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z":
+            parent[int(entry)] = int(fields[1])
+    out: dict[int, str] = {}
+    frontier = [root]
+    while frontier:
+        p = frontier.pop()
+        for child, pp in parent.items():
+            if pp == p and child not in out:
+                try:
+                    with open(f"/proc/{child}/cmdline", "rb") as f:
+                        out[child] = f.read().replace(b"\0", b" ").decode(errors="replace")
+                except OSError:
+                    out[child] = ""
+                frontier.append(child)
+    return out
+
+
 def test_close_leaves_no_process(pool):
     """Shutdown stops every worker, including restarted ones; nothing the executor started keeps running."""
-    import psutil
-
     pids = list(pool.all_pids)
     assert len(pids) == 4 + pool.restarts  # the four workers and every restart (the kill tests make some)
     assert any(_alive(p) for p in pids)
     pool.close()
     assert not [p for p in pids if _alive(p)]
-    me = psutil.Process()
-    left = [c for c in me.children(recursive=True) if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+    left = _descendants(os.getpid())
     helpers = ("multiprocessing.forkserver", "resource_tracker")  # shared helpers, judged below, not workers
-    ours = [c for c in left if c.pid in pids or
-            ("genserve" in " ".join(c.cmdline()) and not any(h in " ".join(c.cmdline()) for h in helpers))]
-    assert not ours, [(c.pid, c.cmdline()) for c in ours]
+    ours = [(pid, cmd) for pid, cmd in left.items() if pid in pids or
+            ("genserve" in cmd and not any(h in cmd for h in helpers))]
+    assert not ours, ours
     if pool._started_forkserver:  # the forkserver this executor started is stopped with it
         assert pool.forkserver_pid is not None and not _alive(pool.forkserver_pid)
     assert pool.worker_pids() == [None] * 4
