@@ -28,12 +28,14 @@ class LiveResult:
 
 
 def run_live(policy, executor, requests: Iterable[Request], profile, *, timeout_s: float = 120.0,
-             strict: bool = True, time_origin: float | None = None) -> LiveResult:
+             strict: bool = True, time_origin: float | None = None, idle_round_s: float | None = 1.0) -> LiveResult:
     """Serve `requests` (arrival times in seconds from now) on a started executor with `policy`; return records.
 
     The executor's clock is the engine clock: request arrivals and deadlines are shifted by the clock's reading
     when the run starts, so a trace written from t=0 can be replayed on an executor that has been up for a while.
-    Raises TimeoutError if the requests are not all finished after `timeout_s`.
+    Raises TimeoutError if the requests are not all finished after `timeout_s`. `idle_round_s`: run a round
+    anyway after that long without any event while requests are live (a guard against a plan that holds work
+    without asking for a wake-up); None turns it off.
     """
     from genserve.engine.controller import Controller
 
@@ -49,9 +51,14 @@ def run_live(policy, executor, requests: Iterable[Request], profile, *, timeout_
     log: list[tuple[float, str, str]] = []
     total = len(pending)
     started = time.monotonic()
+    last_event = started
     i = 0
     while True:
         now = clock.now()
+        if idle_round_s is not None and not ctl.idle and time.monotonic() - last_event > idle_round_s:
+            ctl.wake()
+            last_event = time.monotonic()
+            log.append((now - t0, "idle-round", "no event for a while: a round anyway"))
         while i < total and pending[i].arrival <= now:
             ctl.submit(pending[i])
             log.append((now - t0, "arrival", pending[i].id))
@@ -64,6 +71,7 @@ def run_live(policy, executor, requests: Iterable[Request], profile, *, timeout_
             except queue.Empty:
                 break
             ctl.on_event(ev)
+            last_event = time.monotonic()
             log.append((ev.time - t0, type(ev).__name__, _describe(ev)))
         before = (ctl.preemptions, ctl.sp_changes)
         ctl.flush()
@@ -89,6 +97,7 @@ def run_live(policy, executor, requests: Iterable[Request], profile, *, timeout_
         except queue.Empty:
             continue
         ctl.on_event(ev)
+        last_event = time.monotonic()
         log.append((ev.time - t0, type(ev).__name__, _describe(ev)))
     return LiveResult(records=dict(ctl.records), events=log, wall_s=time.monotonic() - started, rounds=ctl.rounds,
                       preemptions=ctl.preemptions, sp_changes=ctl.sp_changes)
