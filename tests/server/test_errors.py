@@ -181,3 +181,12 @@ def test_content_not_ready_and_delete_twice(http):
     _check(http.get(f"{VID}/{vid}/content", headers=AUTH), 409, "video_not_ready")
     assert http.delete(f"{VID}/{vid}", headers=AUTH).json()["deleted"] is True  # now removes the record
     _check(http.get(f"{VID}/{vid}", headers=AUTH), 404, "video_not_found")
+
+
+def test_openapi_docs(http):
+    r = http.get("/openapi.json")
+    assert r.status_code == 200
+    paths = r.json()["paths"]
+    assert {"/v1/images/generations", "/v1/videos", "/v1/videos/{video_id}", "/v1/videos/{video_id}/content",
+            "/v1/models", "/health", "/metrics"} <= set(paths)
+    assert http.get("/docs").status_code == 200

@@ -65,6 +65,8 @@ def serve(
     data_dir: Path = typer.Option(Path("genserve-data"), help="Job database and outputs (kept across restarts)."),
     sigma: float = typer.Option(1.0, help="Default SLO scale: deadline = sigma x 1.5 x isolated latency."),
     max_active: int = typer.Option(512, help="Requests in flight before the API answers 429."),
+    public_url: Optional[str] = typer.Option(None, help="Base of image `url` answers behind a proxy "
+                                                        "(default: the request's own base URL)."),
     log_level: str = typer.Option("info", help="uvicorn log level."),
 ) -> None:
     """Serve the OpenAI-compatible HTTP API (images, video jobs, /metrics) over the scheduler."""
@@ -81,7 +83,7 @@ def serve(
         check_bind(host, api_key)
         prof = Profile.load(profile)
         settings = ServerSettings(data_dir=data_dir, profile=prof, api_key=api_key, engine_kind=engine,
-                                  default_sigma=sigma, max_active=max_active)
+                                  default_sigma=sigma, max_active=max_active, public_url=public_url)
     except GenServeError as e:
         _fail(str(e))
     if engine == "local":
