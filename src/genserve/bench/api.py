@@ -144,13 +144,17 @@ def cmd(
         try:
             _run_client(srv.port, "/v1/videos", _video_bodies(200, "warm-up"), 4, key)
             server.admission_samples.clear()
+            eng.handoff_s.clear()
             seq = _run_client(srv.port, "/v1/videos", _video_bodies(sequential, "seq"), 1, key)
             srv_seq = list(server.admission_samples)
+            hand_seq = list(eng.handoff_s)
             server.admission_samples.clear()
+            eng.handoff_s.clear()
             cpu0 = time.process_time()  # every thread of this process: server, engine, notifier (not the client)
             load = _run_client(srv.port, "/v1/videos", _video_bodies(requests, "load"), concurrency, key)
             cpu_load = time.process_time() - cpu0
             srv_load = list(server.admission_samples)
+            hand_load = list(eng.handoff_s)
             img_bodies = [json.dumps({"prompt": f"img {i}", "size": "32x32", "num_inference_steps": 1,
                                       "seed": i, "deadline_s": 60}).encode() for i in range(100)]
             img = _run_client(srv.port, "/v1/images/generations", img_bodies, 1, key)
@@ -164,13 +168,15 @@ def cmd(
         "sequential": {"n": sequential, "ok": ok_seq, "client_rtt_ms_p50": 1e3 * _pct(seq["lat"], 0.5),
                        "client_rtt_ms_p99": 1e3 * _pct(seq["lat"], 0.99),
                        "server_overhead_ms_p50": 1e3 * _pct(srv_seq, 0.5),
-                       "server_overhead_ms_p99": 1e3 * _pct(srv_seq, 0.99)},
+                       "server_overhead_ms_p99": 1e3 * _pct(srv_seq, 0.99),
+                       "handoff_ms_p50": 1e3 * _pct(hand_seq, 0.5), "handoff_ms_p99": 1e3 * _pct(hand_seq, 0.99)},
         "load": {"n": requests, "concurrency": concurrency, "ok": ok_load, "codes": load["codes"],
                  "admissions_per_s": ok_load / load["elapsed"],
                  "client_rtt_ms_p50": 1e3 * _pct(load["lat"], 0.5), "client_rtt_ms_p99": 1e3 * _pct(load["lat"], 0.99),
                  "server_overhead_ms_p50": 1e3 * _pct(srv_load, 0.5),
                  "server_overhead_ms_p99": 1e3 * _pct(srv_load, 0.99),
-                 "server_cpu_ms_per_request": 1e3 * cpu_load / max(1, ok_load)},
+                 "server_cpu_ms_per_request": 1e3 * cpu_load / max(1, ok_load),
+                 "handoff_ms_p50": 1e3 * _pct(hand_load, 0.5), "handoff_ms_p99": 1e3 * _pct(hand_load, 0.99)},
         "image": {"n": len(img["lat"]), "ok": img["codes"].get(200, 0),
                   "rtt_ms_p50": 1e3 * _pct(img["lat"], 0.5), "simulated_generation_ms": 1e3 * gen,
                   "overhead_ms_p50": 1e3 * (_pct(img["lat"], 0.5) - gen)},
@@ -184,6 +190,9 @@ def cmd(
     typer.echo(f"  engine.submit, in-process, no HTTP        {results['direct_submit_us']:8.1f} us/request")
     typer.echo(f"  server overhead, app in -> admitted, c=1  p50 {s['server_overhead_ms_p50']:6.3f} ms   "
                f"p99 {s['server_overhead_ms_p99']:6.3f} ms")
+    typer.echo(f"  then queue hand-off to the controller, c=1 p50 {s['handoff_ms_p50']:6.3f} ms   "
+               f"p99 {s['handoff_ms_p99']:6.3f} ms   (under load: p50 {ld['handoff_ms_p50']:.3f} ms, "
+               f"p99 {ld['handoff_ms_p99']:.3f} ms)")
     typer.echo(f"  client round trip POST /v1/videos, c=1    p50 {s['client_rtt_ms_p50']:6.3f} ms   "
                f"p99 {s['client_rtt_ms_p99']:6.3f} ms")
     typer.echo(f"  sustained admissions, c={concurrency:<3d}             {ld['admissions_per_s']:8.0f} /s   "

@@ -187,6 +187,8 @@ class Engine:
         self._slo_met: dict[str, int] = {}
         self._step_seconds: list[float] = []
         self._finished_ids: deque[str] = deque()
+        # seconds from submit() to the controller's admission on the engine thread (queue hand-off), recent ones
+        self.handoff_s: deque[float] = deque(maxlen=100_000)
         self._busy_s = [0.0] * cluster.num_gpus
         self._thread: threading.Thread | None = None
         self._notifier: threading.Thread | None = None
@@ -232,7 +234,7 @@ class Engine:
         with self._lock:
             self._live[request.id] = _Tracked(request, on_update)
             self._last[request.id] = RequestUpdate(request.id, RequestStatus.QUEUED, 0, request.steps)
-        self._inbox.put(("submit", request))
+        self._inbox.put(("submit", (request, time.perf_counter())))
 
     def cancel(self, request_id: str) -> bool:
         with self._lock:
@@ -349,12 +351,14 @@ class Engine:
     def _handle(self, kind, payload) -> None:
         ctl = self.ctl
         if kind == "submit":
+            request, t_put = payload
             try:
-                ctl.submit(payload)
+                ctl.submit(request)
             except GenServeError as e:  # raced with a duplicate, or changed state: fail it visibly
-                self._fail_one(payload.id, str(e))
+                self._fail_one(request.id, str(e))
                 return
-            self._touched.add(payload.id)
+            self.handoff_s.append(time.perf_counter() - t_put)
+            self._touched.add(request.id)
         elif kind == "cancel":
             if not ctl.cancel(payload):
                 t = self._live.get(payload)
