@@ -25,6 +25,7 @@ class LiveResult:
     rounds: int = 0
     preemptions: int = 0
     sp_changes: int = 0
+    flush_s: list[float] = field(default_factory=list)  # duration of every Controller.flush that ran a round
 
 
 def run_live(policy, executor, requests: Iterable[Request], profile, *, timeout_s: float = 120.0,
@@ -49,6 +50,7 @@ def run_live(policy, executor, requests: Iterable[Request], profile, *, timeout_
         r.arrival += t0
         r.deadline += t0
     log: list[tuple[float, str, str]] = []
+    flush_s: list[float] = []
     total = len(pending)
     started = time.monotonic()
     last_event = started
@@ -74,7 +76,11 @@ def run_live(policy, executor, requests: Iterable[Request], profile, *, timeout_
             last_event = time.monotonic()
             log.append((ev.time - t0, type(ev).__name__, _describe(ev)))
         before = (ctl.preemptions, ctl.sp_changes)
+        due = ctl.round_due()
+        tf = time.perf_counter()
         ctl.flush()
+        if due:
+            flush_s.append(time.perf_counter() - tf)
         if (ctl.preemptions, ctl.sp_changes) != before:
             log.append((clock.now() - t0, "round", f"preemptions {ctl.preemptions}, sp changes {ctl.sp_changes}"))
         if i >= total and ctl.idle:
@@ -100,7 +106,7 @@ def run_live(policy, executor, requests: Iterable[Request], profile, *, timeout_
         last_event = time.monotonic()
         log.append((ev.time - t0, type(ev).__name__, _describe(ev)))
     return LiveResult(records=dict(ctl.records), events=log, wall_s=time.monotonic() - started, rounds=ctl.rounds,
-                      preemptions=ctl.preemptions, sp_changes=ctl.sp_changes)
+                      preemptions=ctl.preemptions, sp_changes=ctl.sp_changes, flush_s=flush_s)
 
 
 def _describe(ev: Event) -> str:
