@@ -58,8 +58,11 @@ def greedy_plan(r, batching: bool) -> Plan:
     for vi, v in enumerate(videos):
         if v.status is RequestStatus.QUEUED:
             queue.append(("v", v.arrival, v.id, vi))
-        elif v.status is RequestStatus.PAUSED and (not r.image_active or r.budget_tight(v)):
-            queue.append(("v", v.arrival, v.id, vi))
+        elif v.status is RequestStatus.PAUSED:
+            if not r.image_active or r.budget_tight(v):
+                queue.append(("v", v.arrival, v.id, vi))
+            else:  # wait for the idle period: ask for a round when it would end
+                plan.wake_at = snap.last_image_arrival + r.opt.idle_resume_s
     queue.sort(key=lambda e: (e[1], e[2]))
     blocked = False
     for kind, _, _, item in queue:

@@ -290,6 +290,7 @@ def _dp_plan(r: _Round, batching: bool) -> Plan:
         return 1, base - 0.25 / (1.0 + slack)
 
     pool: list[int] = []
+    gated_until = None
     for vi, v in enumerate(videos):
         degs = r.degrees(v)
         if v.status is RequestStatus.RUNNING:
@@ -321,6 +322,7 @@ def _dp_plan(r: _Round, batching: bool) -> Plan:
                 paused_home.setdefault(h, []).append(vi)
             hold_val[vi] = hold_value(v, 1, 0.5)
             if tun.gate_resume and r.image_active and not r.budget_tight(v):
+                gated_until = r.snap.last_image_arrival + opt.idle_resume_s
                 continue
             if h is not None and 0 <= h < r.n and r.veligible[h]:
                 anchor[vi] = h
@@ -463,7 +465,7 @@ def _dp_plan(r: _Round, batching: bool) -> Plan:
             if sol is not None:
                 bnb(sol)
 
-    plan = Plan()
+    plan = Plan(wake_at=gated_until)
     _, choice, batches, _ = best
     for vi, v in enumerate(videos):
         if vi in fixed:
