@@ -7,7 +7,7 @@ import json
 import httpx
 import pytest
 
-from conftest import API_KEY
+from server_helpers import API_KEY
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 IMG = "/v1/images/generations"
@@ -138,7 +138,7 @@ def test_auth(http, headers, code):
 def test_openai_client_wrong_key(sim_server):
     import openai
 
-    from conftest import openai_client
+    from server_helpers import openai_client
 
     with pytest.raises(openai.AuthenticationError):
         openai_client(sim_server, api_key="nope").images.generate(prompt="x")

@@ -7,10 +7,10 @@ import time
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from server_helpers import API_KEY, live_server, make_settings, openai_client, sim_engine, wait_video
 
-from conftest import API_KEY, live_server, make_settings, openai_client, sim_engine, wait_video
-from fakes import FakeEngine
 from genserve.core.request import RequestStatus
+from genserve.profiles import Profile
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 
@@ -95,8 +95,9 @@ def test_restart_keeps_jobs(tmp_path):
 def test_overload_returns_429_with_retry_after(tmp_path):
     import openai
 
-    settings = make_settings(tmp_path, api_key=API_KEY, engine_kind="fake", max_active=2, retry_after_s=3)
-    engine = FakeEngine(settings.outputs_dir, step_s=0.05, slots=1)
+    settings = make_settings(tmp_path, api_key=API_KEY, engine_kind="sim", max_active=2, retry_after_s=3)
+    slow = Profile.load("tiny-cpu").scaled(1.0, 20.0, "tiny-cpu-slow-videos")  # 100 steps take seconds
+    engine = sim_engine(tmp_path, gpus=1, profile=slow)
     with live_server(engine, settings) as srv:
         client = openai_client(srv)
         a = client.videos.create(prompt="one", extra_body={"num_inference_steps": 100})
@@ -114,10 +115,14 @@ def test_overload_returns_429_with_retry_after(tmp_path):
 
 
 def test_engine_rejection_is_400(tmp_path):
-    settings = make_settings(tmp_path, engine_kind="fake")
-    engine = FakeEngine(settings.outputs_dir)
+    settings = make_settings(tmp_path, engine_kind="sim")
+    # The engine's profile covers less than the server's: 128x128x17 passes the server, the engine refuses it.
+    narrow = Profile.load("tiny-cpu").to_dict()
+    narrow["video_models"]["tiny-wan"]["points"].pop()
+    engine = sim_engine(tmp_path, profile=Profile.from_dict(narrow))
     with live_server(engine, settings) as srv:  # no API key: open on localhost
-        r = httpx.post(srv.url + "/v1/videos", json={"prompt": "please reject-me"}, timeout=10)
+        r = httpx.post(srv.url + "/v1/videos", json={"prompt": "too big", "size": "128x128", "num_frames": 17},
+                       timeout=10)
         assert r.status_code == 400 and r.json()["error"]["code"] == "rejected_by_engine"
         assert httpx.get(srv.url + "/v1/videos", timeout=10).json()["data"] == []  # not stored
         r = httpx.post(srv.url + "/v1/images/generations", json={"prompt": "fine", "size": "32x32"}, timeout=10)

@@ -19,7 +19,7 @@ np = pytest.importorskip("numpy")
 Image = pytest.importorskip("PIL.Image")
 imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
 
-from conftest import API_KEY, live_server, make_settings, openai_client, wait_video  # noqa: E402
+from server_helpers import API_KEY, live_server, make_settings, openai_client, wait_video  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

@@ -7,7 +7,7 @@ import base64
 import httpx
 import pytest
 
-from conftest import wait_video
+from server_helpers import wait_video
 
 openai = pytest.importorskip("openai")
 

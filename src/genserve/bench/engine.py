@@ -71,7 +71,7 @@ def isolated_and_calibrated(ex, base, reqs: list[Request], prefix: str = "iso-",
     to the times the workers measured (median ratios, images and videos apart). Returns (result, profile)."""
     from genserve.scheduling.options import PolicyOptions
     from genserve.scheduling.registry import make_policy
-    from genserve.workers.driver import run_live, scaled_profile
+    from genserve.workers.driver import run_live
 
     iso = [Request(id=prefix + r.id, modality=r.modality, model=r.model, prompt=r.prompt, width=r.width,
                    height=r.height, frames=r.frames, steps=r.steps, seed=r.seed, arrival=0.0, deadline=1e6)
@@ -88,7 +88,7 @@ def isolated_and_calibrated(ex, base, reqs: list[Request], prefix: str = "iso-",
             ms = float(text.rsplit("(", 1)[1].split(" ms")[0])
             r = by_id[rid]
             ri.append(ms / 1e3 / base.image_latency(r.model, r.width, r.height, 1, r.steps))
-    prof = scaled_profile(base, statistics.median(ri), statistics.median(rv), f"{base.name}-calibrated")
+    prof = base.scaled(statistics.median(ri), statistics.median(rv), f"{base.name}-calibrated")
     return res, prof
 
 

@@ -75,6 +75,30 @@ class Profile:
     def to_dict(self) -> dict[str, Any]:
         return self.doc.model_dump(mode="json", by_alias=True)
 
+    def scaled(self, image_k: float, video_k: float, name: str | None = None) -> "Profile":
+        """A copy with every image time multiplied by `image_k` and every video time by `video_k`.
+
+        Used to fit a bundled profile to the speed measured on this machine (e.g. tiny-cpu on a loaded CPU box), so
+        that deadlines and the policy's estimates match the real clock.
+        """
+        if image_k <= 0 or video_k <= 0:
+            raise ProfileError(f"scale factors must be positive, got {image_k} and {video_k}")
+
+        def scale(obj: Any, k: float, timed: bool = False) -> Any:
+            if isinstance(obj, dict):
+                return {key: scale(v, k, timed or str(key).endswith("_s")) for key, v in obj.items()}
+            if isinstance(obj, list):
+                return [scale(v, k, timed) for v in obj]
+            if timed and isinstance(obj, (int, float)) and not isinstance(obj, bool):
+                return obj * k
+            return obj
+
+        d = self.to_dict()
+        d["image_models"] = scale(d["image_models"], image_k)
+        d["video_models"] = scale(d["video_models"], video_k)
+        d["name"] = name or f"{self.name}-x{image_k:.3g}-{video_k:.3g}"
+        return Profile.from_dict(d, source=f"scaled({self.source})")
+
     # ---- axes ----------------------------------------------------------------------------------------
     @staticmethod
     def _image_axes(spec: ImageModel) -> dict[str, Any]:

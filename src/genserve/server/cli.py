@@ -261,26 +261,6 @@ def _start_demo_server(console, kind: str, may_fall_back: bool, prof, policy: st
         return srv, eng, kind
 
 
-def _scaled_profile(prof, k_img: float, k_vid: float):
-    """The profile with every image latency times k_img and every video latency times k_vid."""
-    from genserve.profiles import Profile
-
-    def scale(obj, k, under=False):
-        if isinstance(obj, dict):
-            return {key: scale(v, k, under or str(key).endswith("_s")) for key, v in obj.items()}
-        if isinstance(obj, list):
-            return [scale(v, k, under) for v in obj]
-        if under and isinstance(obj, (int, float)) and not isinstance(obj, bool):
-            return obj * k
-        return obj
-
-    d = prof.to_dict()
-    d["image_models"] = scale(d["image_models"], k_img)
-    d["video_models"] = scale(d["video_models"], k_vid)
-    d["name"] = f"{prof.name}-calibrated"
-    return Profile.from_dict(d, f"{prof.source} (calibrated)")
-
-
 def _calibrate(console, srv, eng, prof):
     """Warm the workers up with one image and one short video, and scale the profile to the measured speed, so
     that deadlines (sigma x 1.5 x isolated latency) and the scheduler's estimates fit this machine."""
@@ -303,7 +283,7 @@ def _calibrate(console, srv, eng, prof):
         t_vid = v.model_extra.get("latency_s") or 0.0
     k_img = max(1.0, t_img / prof.image_latency(d.image_model, iw, ih, 1, steps))
     k_vid = max(1.0, t_vid / prof.isolated_latency("video", d.video_model, vw, vh, vf, steps))
-    scaled = _scaled_profile(prof, k_img, k_vid)
+    scaled = prof.scaled(k_img, k_vid, f"{prof.name}-calibrated")
     eng.profile = scaled  # no request is live: the controller and the server switch to the measured speed
     eng.ctl.profile = scaled
     srv.app.state.server.settings.profile = scaled

@@ -119,37 +119,3 @@ def _describe(ev: Event) -> str:
     if isinstance(ev, Failed):
         return f"{','.join(ev.request_ids)} on {ev.gpus}: {ev.reason} (retryable={ev.retryable})"
     return repr(ev)
-
-
-def scaled_profile(profile, image_k: float, video_k: float, name: str | None = None):
-    """A copy of `profile` with every image time multiplied by `image_k` and every video time by `video_k`.
-
-    Used to calibrate a bundled profile to what the workers measure on this machine (e.g. tiny-cpu on a loaded
-    2-core box), so that the policy's predictions, slack and deadlines match the real clock.
-    """
-    from genserve.profiles import Profile
-
-    d = profile.to_dict()
-
-    def scale(obj, k):
-        if isinstance(obj, dict):
-            return {key: scale(val, k) for key, val in obj.items()}
-        return obj * k
-
-    for spec in d.get("image_models", {}).values():
-        spec["text_encode_s"] *= image_k
-        for p in spec["points"]:
-            p["step_s"] = scale(p["step_s"], image_k)
-            p["decode_s"] = scale(p["decode_s"], image_k)
-    for spec in d.get("video_models", {}).values():
-        for key in ("text_encode_s", "pause_s"):
-            if key in spec and spec[key] is not None:
-                spec[key] *= video_k
-        for key in ("resume_s", "reconfigure_s"):
-            if isinstance(spec.get(key), dict):
-                spec[key] = scale(spec[key], video_k)
-        for p in spec["points"]:
-            p["step_s"] = scale(p["step_s"], video_k)
-            p["decode_s"] *= video_k
-    d["name"] = name or f"{profile.name}-x{image_k:.3g}-{video_k:.3g}"
-    return Profile.from_dict(d, source=f"scaled({profile.source})")
