@@ -9,6 +9,8 @@ import typer
 
 from genserve.bench import app as bench_app
 from genserve.core.errors import GenServeError
+from genserve.profiles.profiler import profile_command
+from genserve.experiments.cli import experiment as experiment_cmd
 from genserve.server.cli import demo as demo_cmd
 from genserve.server.cli import serve as serve_cmd
 from genserve.sim.cli import simulate as simulate_cmd
@@ -21,6 +23,8 @@ app.add_typer(bench_app, name="bench")
 app.command("simulate")(simulate_cmd)
 app.command("serve")(serve_cmd)
 app.command("demo")(demo_cmd)
+app.command("profile")(profile_command)
+app.command("experiment")(experiment_cmd)
 
 
 def fail(message: str) -> None:
