@@ -103,3 +103,14 @@ def test_experiments_do_not_import_torch():
             "bad = [m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules]\n"
             "assert not bad, bad\n")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_reuse_cached_results(tmp_path):
+    args = ["experiment", "ablation", "--seeds", "1", "--requests", "10", "--out", str(tmp_path), "--workers", "1",
+            "--no-plots", "--no-progress"]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0, first.output
+    table = (tmp_path / "ablation" / "table.md").read_text()
+    again = runner.invoke(app, args + ["--reuse"])
+    assert again.exit_code == 0 and "reusing 5 cached" in again.output
+    assert (tmp_path / "ablation" / "table.md").read_text() == table

@@ -7,6 +7,7 @@ table.md and PNG plots; `all` also writes --out/report.md with every table.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -33,6 +34,8 @@ def experiment(
     profile: str = typer.Option("paper", help="Latency profile (bundled name or JSON path)."),
     plots: bool = typer.Option(True, "--plots/--no-plots", help="Write PNG plots."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    reuse: bool = typer.Option(False, "--reuse/--no-reuse", help="Reuse results cached under --out/.cache by an "
+                                                                 "earlier run (same job, same code assumed)."),
 ) -> None:
     """Run the paper's experiments on the simulator, with the LP upper bound, and write tables and plots."""
     from rich.console import Console
@@ -70,7 +73,26 @@ def experiment(
     t0 = time.perf_counter()
     con.print(f"[bold]{len(jobs)}[/bold] distinct runs ({sum(j['kind'] == 'bound' for j in jobs.values())} bounds) "
               f"for {', '.join(names)}; {workers} worker(s); out: {out}")
-    results = run_jobs(jobs, workers=workers, progress=progress and not as_json)
+    cache = out / ".cache"
+    cache.mkdir(parents=True, exist_ok=True)
+    results: dict = {}
+    if reuse:
+        for k in list(jobs):
+            f = cache / f"{hashlib.sha1(k.encode()).hexdigest()}.json"
+            if f.is_file():
+                r = json.loads(f.read_text())
+                if r.get("_key") == k and (not jobs[k].get("keep_latencies") or "latencies" in r
+                                           or jobs[k]["kind"] == "bound"):
+                    results[k] = r
+        if results:
+            con.print(f"reusing {len(results)} cached result(s)")
+
+    def keep(k: str, r: dict) -> None:
+        f = cache / f"{hashlib.sha1(k.encode()).hexdigest()}.json"
+        f.write_text(json.dumps(dict(r, _key=k)))
+
+    todo = {k: j for k, j in jobs.items() if k not in results}
+    results.update(run_jobs(todo, workers=workers, progress=progress and not as_json, on_done=keep))
     wall = time.perf_counter() - t0
     md = [f"# genserve experiments\n\nCommand: `genserve experiment {name} --seeds {seeds} --gpus {gpus} "
           f"--requests {requests} --workers {workers}`; profile `{profile}`; wall time {wall:.0f} s.\n"]

@@ -242,6 +242,7 @@ def plot(exp: Experiment, data: dict, out: Path) -> list[Path]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker  # noqa: F401
 
     files = []
     summ = data["summary"]
@@ -257,7 +258,9 @@ def plot(exp: Experiment, data: dict, out: Path) -> list[Path]:
                     ax.step(arr, np.arange(1, arr.size + 1) / arr.size, where="post", label=v.label,
                             color=colors[i % len(colors)])
             ax.set_xscale("log")
-            ax.set_xlabel(f"{m} latency (s)")
+            ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+            ax.set_xlabel(f"{m} latency (s), log scale")
             ax.set_ylabel("CDF")
             ax.grid(alpha=0.3)
             ax.legend(fontsize=8)
@@ -309,9 +312,11 @@ def plot(exp: Experiment, data: dict, out: Path) -> list[Path]:
         ax.set_ylim(0, 105)
         ax.set_ylabel(f"{m} SAR (%)")
         ax.grid(alpha=0.3)
-    axes[0][-1].legend(fontsize=7, loc="lower right")
-    fig.suptitle(exp.title + ("\n(x / dashed: the paper's numbers)" if any(c["paper"] for c in summ) else ""), fontsize=9)
-    fig.tight_layout()
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=8, loc="lower center", ncol=min(len(labels), 7), frameon=False)
+    fig.suptitle(exp.title + ("\n(x / dashed: the paper's numbers)" if any(c["paper"] for c in summ) else ""),
+                 fontsize=9)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     p = out / f"{exp.name}_sar.png"
     fig.savefig(p, dpi=110)
     plt.close(fig)
