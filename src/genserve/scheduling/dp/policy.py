@@ -416,7 +416,7 @@ def _dp_plan(r: _Round, batching: bool) -> Plan:
     # slot order: earliest first; among equal times idle GPUs, then the GPUs of the video with the most laxity
     all_slots = sorted((r.avail[g], -owner_lax[r.owner[g]] if r.owner[g] >= 0 else -INF, g)
                        for g in (img_gpus if table.images else ()))
-    all_slots = [(t, g) for t, _, g in all_slots]
+    all_slots = [(x[0], x[2]) for x in all_slots]
     if table.images:
         _, ub_c, ub_s = plan_images(table, all_slots)
     else:
@@ -460,10 +460,14 @@ def _dp_plan(r: _Round, batching: bool) -> Plan:
     if table.images and best[3] < ub_c[-1]:
         # keep the g earliest slots for images (the per-k optimum does not know which GPUs it leaves)
         for g in range(1, len(ub_c)):
+            if ub_c[g] == ub_c[g - 1]:
+                continue  # that slot adds no image on time
             forbid = frozenset(gpu for _, gpu in all_slots[:g])
             sol = run_solve(forbid)
             if sol is not None:
                 bnb(sol)
+            if best[3] >= ub_c[-1]:
+                break  # every image that can be on time is
 
     plan = Plan(wake_at=gated_until)
     _, choice, batches, _ = best
