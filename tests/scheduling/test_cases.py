@@ -159,3 +159,77 @@ def test_everything_off_is_fcfs():
     assert plan.actions["b"].kind is ActionKind.START
     assert plan.actions["i1"].kind is ActionKind.HOLD and plan.actions["i2"].kind is ActionKind.HOLD
     assert all(plan.actions[v.id].kind is ActionKind.CONTINUE for v in run)
+
+
+def test_tail_guard_caps_pauses_of_a_feasible_video():
+    now = 100.0
+    slacks = [1.0, 5.0, 30.0, 2.0, 3.0, 4.0, 6.0, 8.0]
+    vids = _full_cluster(now, slacks, done=[40, 30, 0, 40, 40, 35, 30, 25])
+    vids[2] = video("v2", 768, S.RUNNING, (2,), 0, arrival=0.0, deadline=vids[2].deadline, busy_until=now,
+                    pauses=3)
+    snap = snapshot(now, [image("i0", 768, arrival=now)], vids, last_image=now)
+    on = _plan(snap)
+    assert on.actions["v2"].kind is not ActionKind.HOLD  # paused 3 times already: protected
+    off = _plan(snap, PolicyOptions(tail_guard=False))
+    assert off.actions["v2"].kind is ActionKind.HOLD
+
+
+def test_hopeless_video_yields_to_feasible_work_but_is_never_starved_alone():
+    now = 100.0
+    vids = _full_cluster(now, [5.0] * 8, sizes=[480] * 8, done=[20] * 8)
+    # v0 can no longer make its deadline at any degree
+    vids[0] = video("v0", 480, S.RUNNING, (0,), 10, arrival=0.0, deadline=now + 1.0, busy_until=now)
+    snap = snapshot(now, [image("i0", 768, arrival=now)], vids, last_image=now)
+    plan = _plan(snap)
+    assert plan.actions["v0"].kind is ActionKind.HOLD and plan.actions["i0"].gpus == (0,)
+    alone = snapshot(now, [], [vids[0]])
+    a = _plan(alone).actions["v0"]
+    assert a.kind in (ActionKind.CONTINUE, ActionKind.RECONFIGURE)
+
+
+def test_fast_path_agrees_with_the_dp():
+    """Rounds where nothing waits and no GPU idles skip the DP; the DP would choose the same."""
+    import random
+
+    from genserve.scheduling.dp import policy as P
+
+    rng = random.Random(3)
+    hits = 0
+    for trial in range(300):
+        now = 50.0
+        blocks, g = [], 0
+        while g < 8:  # tile the node with aligned blocks
+            p = rng.choice([p for p in (1, 2, 4, 8) if g % p == 0 and g + p <= 8])
+            blocks.append(tuple(range(g, g + p)))
+            g += p
+        vids = []
+        for k, b in enumerate(blocks):
+            size = rng.choice([256, 480, 768])
+            done = rng.randint(0, 80)
+            t = PROFILE.video_step("wan2.2-t2v-5b", size, size, 81, len(b))
+            dec = PROFILE.video_decode("wan2.2-t2v-5b", size, size, 81)
+            mid = rng.random() < 0.6
+            bu = now + rng.uniform(0.01, t) if mid else now
+            finish = (bu if mid else now) + (89 - done - (1 if mid else 0)) * t + dec
+            vids.append(VideoView_(f"v{k}", size, b, done, finish + rng.uniform(0.0, 20.0), bu))
+        snap = snapshot(now, [], vids)
+        r = P._Round(snap, PolicyOptions(), P.DEFAULT)
+        fast = P._fast_path(r)
+        if fast is None:
+            continue
+        hits += 1
+        real = P._fast_path
+        try:
+            P._fast_path = lambda r: None
+            full = P.GenServePolicy().plan(snap)
+        finally:
+            P._fast_path = real
+        assert fast.actions == full.actions, trial
+    assert hits >= 100
+
+
+def VideoView_(i, size, gpus, done, deadline, busy_until):
+    from genserve.core.snapshot import VideoView
+
+    return VideoView(i, "wan2.2-t2v-5b", size, size, 81, 89, done, 0.0, deadline, S.RUNNING, gpus, gpus[0],
+                     busy_until)
