@@ -48,3 +48,19 @@ def load_raw(path: str):
     import torch
 
     return torch.load(path + ".pt", weights_only=True)
+
+
+def sp_speedup_profile(prof, speedups=None):
+    """A copy of `prof` whose SP p step is the SP 1 step divided by speedups[p] (default 1.5 at SP 2, 1.8 at SP 4,
+    what SP gives on GPUs). The measured tiny-cpu profile has SP slower than SP 1 (2 shared cores, gloo), so a
+    policy reading it never uses SP; tests of the SP and preemption mechanism under a policy use this on purpose."""
+    from genserve.profiles import Profile
+
+    speedups = speedups or {2: 1.5, 4: 1.8, 8: 2.0}
+    d = prof.to_dict()
+    for spec in d["video_models"].values():
+        for p in spec["points"]:
+            s1 = p["step_s"]["1"]
+            p["step_s"] = {k: (s1 if k == "1" else s1 / speedups[int(k)]) for k in p["step_s"]}
+    d["name"] = f"{prof.name}-sp-speedup"
+    return Profile.from_dict(d, source=f"sp_speedup({prof.source})")

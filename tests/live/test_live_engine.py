@@ -22,7 +22,7 @@ from genserve.scheduling.registry import make_policy
 from genserve.bench.engine import isolated_and_calibrated, mixed_trace
 from genserve.workers.driver import run_live
 
-from live_helpers import BATCH_PIXEL_TOL, SP_FRAME_TOL, clone, image, load_raw, video, wait_event
+from live_helpers import BATCH_PIXEL_TOL, SP_FRAME_TOL, clone, image, load_raw, sp_speedup_profile, video, wait_event
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(150)]
 
@@ -81,7 +81,8 @@ def test_mixed_trace_genserve_policy(pool):
     """~20 tiny requests on 4 workers under the genserve policy: every request completes, at least one
     preemption and one SP change happen, and every output equals its isolated run (bit for bit when the request
     ran at SP 1 / batch 1, within the SP or batching tolerance otherwise)."""
-    base = Profile.load("tiny-cpu")
+    # SP must pay per the profile for the policy to use it: the measured tiny-cpu has SP slower than SP 1 on this box
+    base = sp_speedup_profile(Profile.load("tiny-cpu"))
     # 1. isolated runs (FCFS: SP 1, batch 1, no preemption) of the same requests; they also calibrate the profile
     #    to this machine, so that slack and deadlines (sigma 1 for images) mean what they say on the real clock
     iso, prof = isolated_and_calibrated(pool, base, mixed_trace(base), prefix="iso-", timeout_s=100)
