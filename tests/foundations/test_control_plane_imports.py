@@ -3,7 +3,8 @@ import sys
 
 CONTROL_PLANE = [
     "genserve.core", "genserve.profiles", "genserve.workloads", "genserve.scheduling", "genserve.scheduling.options",
-    "genserve.engine.api", "genserve.cli",
+    "genserve.engine.api", "genserve.cli", "genserve.profiles.profiler", "genserve.profiles.online",
+    "genserve.engine.controller", "genserve.sim.run",
 ]
 
 

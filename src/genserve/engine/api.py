@@ -52,6 +52,7 @@ class EngineStats:
     sp_changes: int = 0
     gpu_busy_share: list[float] = field(default_factory=list)  # per GPU, since start
     step_seconds: list[float] = field(default_factory=list)  # recent measured video step times (drained)
+    profile_correction: dict[str, float] = field(default_factory=dict)  # online correction factors (profiles/online)
 
 
 class ServingEngine(Protocol):

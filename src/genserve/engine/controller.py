@@ -136,6 +136,7 @@ class VideoProgress:
     run_start: float = 0.0
     run_first: float = 0.0  # first step's duration, setup included
     step_s: float = 0.0
+    run_plain: bool = False  # the run's StepDone duration is a plain step (no encode / resume / move inside)
     truncated: bool = False  # its multi-step run was asked to stop at the next boundary
     replan: bool = False  # a plan wanted it to pause or move while mid-step: round at its next boundary
 
@@ -152,9 +153,21 @@ class Controller:
 
     def __init__(self, policy, cluster: ClusterSpec, profile, executor: Executor, clock, *, strict: bool = False,
                  max_paused_per_gpu: int | None = None, step_rounds: str | None = None,
-                 on_finish: Callable[[RequestRecord], None] | None = None, coalesce_steps: bool = False) -> None:
+                 on_finish: Callable[[RequestRecord], None] | None = None, coalesce_steps: bool = False,
+                 online_correction=None) -> None:
         self.policy = policy
         self.cluster = cluster
+        # online profile correction (profiles/online.py): True, or an OnlineCorrection to share / configure. The
+        # controller, and the policies through the snapshot, then read a CorrectedProfile view; `base_profile` is
+        # the offline one the measurements are compared with.
+        self.base_profile = profile
+        self.correction = None
+        if online_correction:
+            from genserve.profiles.online import CorrectedProfile, OnlineCorrection
+
+            self.correction = (online_correction if isinstance(online_correction, OnlineCorrection)
+                               else OnlineCorrection())
+            profile = CorrectedProfile(profile, self.correction)
         self.profile = profile
         self.executor = executor
         self.clock = clock
@@ -313,6 +326,10 @@ class Controller:
         self._stale.add(req.id)
         if not ev.final:  # progress inside a multi-step run
             return
+        if self.correction is not None and vp.run_plain:
+            p = len(ev.gpus)
+            self.correction.observe_step(req.model, req.width, req.height, req.frames, p, ev.duration,
+                                         self.base_profile.video_step(req.model, req.width, req.height, req.frames, p))
         vp.in_flight = False
         vp.busy_until = ev.time
         if self._multi:
@@ -362,6 +379,11 @@ class Controller:
         if key is None:
             raise GenServeError(f"BatchDone on GPU {ev.gpu} for {ev.request_ids}, which is not running there")
         b = self._batches.pop(key)
+        if self.correction is not None:
+            r = self.requests[b.request_ids[0]]
+            n = len(b.request_ids)
+            self.correction.observe_batch(r.model, r.width, r.height, n, ev.duration,
+                                          self.base_profile.image_latency(r.model, r.width, r.height, n, r.steps))
         self._busy[b.gpu] = NEG_INF
         self._busy_end.pop(b.gpu, None)
         self._release((b.gpu,))
@@ -774,6 +796,8 @@ class Controller:
         vp.in_flight = True
         vp.busy_until = now + dur
         count = req.steps - vp.steps_done if self.coalesce else 1
+        # executors report a multi-step run's steady step time, a single step's time with its setup inside
+        vp.run_plain = setup is StepSetup.CONTINUE or count > 1
         vp.run_base = vp.steps_done
         vp.run_end = vp.steps_done + count
         if count > 1:

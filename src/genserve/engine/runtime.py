@@ -156,7 +156,8 @@ class Engine:
 
     def __init__(self, make_executor: Callable[[Any, Callable[[float, Event], None]], Any], *, policy,
                  cluster: ClusterSpec, profile, kind: str = "custom", output_dir: str | Path | None = None,
-                 placeholder_outputs: bool = False, fps: int = 8, strict: bool = False) -> None:
+                 placeholder_outputs: bool = False, fps: int = 8, strict: bool = False,
+                 online_correction=None) -> None:
         from genserve.engine.clock import WallClock
         from genserve.engine.controller import Controller
 
@@ -176,7 +177,7 @@ class Engine:
         self.executor = make_executor(self.clock, self._schedule)
         self._proxy = _ExecutorProxy(self.executor, self._touched)
         self.ctl = Controller(policy, cluster, profile, self._proxy, self.clock, strict=strict,
-                              on_finish=self._on_finish)
+                              on_finish=self._on_finish, online_correction=online_correction)
         self.executor.attach(self._emit)  # events from executor threads go through the inbox
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
         self._notify: queue.SimpleQueue = queue.SimpleQueue()
@@ -269,7 +270,16 @@ class Engine:
         share = [min(1.0, b / elapsed) for b in busy] if self._started_at is not None else [0.0] * len(busy)
         return EngineStats(queued=queued, running=running, finished=finished, slo_met=slo,
                            preemptions=self.ctl.preemptions, sp_changes=self.ctl.sp_changes,
-                           gpu_busy_share=share, step_seconds=steps)
+                           gpu_busy_share=share, step_seconds=steps, profile_correction=self._correction())
+
+    def _correction(self) -> dict[str, float]:
+        corr = self.ctl.correction
+        for _ in range(3):  # the engine thread may add a key while we copy (read from the server's threads)
+            try:
+                return corr.factors() if corr is not None else {}
+            except RuntimeError:
+                continue
+        return {}
 
     def close(self, drain: bool = False) -> None:
         if self._closed:
@@ -551,12 +561,17 @@ def _make_policy(name: str, options=None):
 def make_engine(kind: str = "sim", *, profile: str | Any = "tiny-cpu", policy: str | Any = "genserve",
                 gpus: int | None = None, gpus_per_node: int = 8, sp_degrees: Sequence[int] | None = None,
                 options=None, output_dir: str | Path | None = None, placeholder_outputs: bool = False,
-                devices: Sequence[str] | None = None, fps: int = 8, strict: bool = False, **executor_kw) -> Engine:
+                devices: Sequence[str] | None = None, fps: int = 8, strict: bool = False,
+                online_correction: bool | None = None, **executor_kw) -> Engine:
     """Build an engine.
 
     kind "sim": the simulated executor timed from `profile` on the wall clock over `gpus` virtual GPUs (no models;
     `placeholder_outputs` writes stand-in PNG/MP4 files). kind "local": worker processes running real diffusers
-    models on `devices` (e.g. ["cpu", "cpu"] or ["cuda:0", "cuda:1"]); imported lazily (torch)."""
+    models on `devices` (e.g. ["cpu", "cpu"] or ["cuda:0", "cuda:1"]); imported lazily (torch).
+
+    online_correction: correct the profile's step and batch estimates from the measured durations
+    (profiles/online.py; True, False or an OnlineCorrection). Default: on for the real engines, off for "sim"
+    (its executor follows the profile, so correction would change nothing)."""
     from genserve.profiles import Profile
 
     if kind not in ENGINE_KINDS:
@@ -574,7 +589,8 @@ def make_engine(kind: str = "sim", *, profile: str | Any = "tiny-cpu", policy: s
             return SimExecutor(prof, cluster, clock, schedule)
 
         return Engine(make_sim, policy=pol, cluster=cluster, profile=prof, kind="sim", output_dir=output_dir,
-                      placeholder_outputs=placeholder_outputs, fps=fps, strict=strict)
+                      placeholder_outputs=placeholder_outputs, fps=fps, strict=strict,
+                      online_correction=online_correction)
     try:
         from genserve.executors.local import LocalExecutor
     except ImportError as e:
@@ -596,7 +612,8 @@ def make_engine(kind: str = "sim", *, profile: str | Any = "tiny-cpu", policy: s
                              **executor_kw)
 
     return Engine(make_local, policy=pol, cluster=cluster, profile=prof, kind="local", output_dir=output_dir,
-                  placeholder_outputs=False, fps=fps, strict=strict)
+                  placeholder_outputs=False, fps=fps, strict=strict,
+                  online_correction=True if online_correction is None else online_correction)
 
 
 def _degrees(prof) -> tuple[int, ...]:

@@ -57,6 +57,11 @@ class _EngineCollector:
         yield busy
         yield CounterMetricFamily("genserve_preemptions", "Video pauses (preemptions)", value=s.preemptions)
         yield CounterMetricFamily("genserve_sp_changes", "Sequence-parallel degree changes", value=s.sp_changes)
+        corr = GaugeMetricFamily("genserve_profile_correction", "Online correction factor (measured / profiled "
+                                 "latency, EWMA) per step or batch shape", labels=["key"])
+        for key, f in sorted(s.profile_correction.items()):
+            corr.add_metric([key], f)
+        yield corr
         jobs = GaugeMetricFamily("genserve_jobs", "Jobs in the durable store, by kind and status",
                                  labels=["kind", "status"])
         for (kind, status), n in sorted(self._job_counts().items()):

@@ -41,7 +41,8 @@ def _fresh(r: Request) -> Request:
 
 def run_simulation(requests: Sequence[Request], policy, cluster: ClusterSpec | int, profile, *, options=None,
                    strict: bool = False, log: bool = False, until: float | None = None,
-                   coalesce_steps: bool = True, wall_budget_s: float | None = None) -> SimResult:
+                   coalesce_steps: bool = True, wall_budget_s: float | None = None, executor_profile=None,
+                   online_correction=False) -> SimResult:
     """Simulate `requests` under `policy` and return a SimResult (records, counters, `summary()`).
 
     policy: a Policy object, or a registry name (`make_policy(name, options)`).
@@ -52,6 +53,10 @@ def run_simulation(requests: Sequence[Request], policy, cluster: ClusterSpec | i
     coalesce_steps: issue a video's remaining steps as one run for policies that need no round at every step
     boundary (same results, far fewer events; False replays the live engine's step-by-step protocol).
     wall_budget_s: stop after this much wall time (benchmarks); `info["stopped"]` says so.
+    executor_profile: the profile the simulated GPUs follow, when it differs from the one the controller and the
+    policy trust (`profile`): a drift the policy does not know about. Default: `profile`.
+    online_correction: correct the controller's profile online from the measured durations (profiles/online.py;
+    True or an OnlineCorrection); a no-op when the executor follows `profile`. `info["correction"]` has the factors.
     The input requests are not modified (each run works on fresh copies).
     """
     t0 = time.perf_counter()
@@ -61,6 +66,10 @@ def run_simulation(requests: Sequence[Request], policy, cluster: ClusterSpec | i
         from genserve.profiles import Profile
 
         profile = Profile.load(profile)
+    if isinstance(executor_profile, str):
+        from genserve.profiles import Profile
+
+        executor_profile = Profile.load(executor_profile)
     if isinstance(policy, str):
         from genserve.scheduling.registry import make_policy
 
@@ -83,8 +92,9 @@ def run_simulation(requests: Sequence[Request], policy, cluster: ClusterSpec | i
         push(heap, entry)
         return entry
 
-    executor = SimExecutor(profile, cluster, clock, schedule, log=log)
-    ctl = Controller(policy, cluster, profile, executor, clock, strict=strict, coalesce_steps=coalesce_steps)
+    executor = SimExecutor(executor_profile or profile, cluster, clock, schedule, log=log)
+    ctl = Controller(policy, cluster, profile, executor, clock, strict=strict, coalesce_steps=coalesce_steps,
+                     online_correction=online_correction)
     # validate every distinct request shape once, up front: a bad trace fails before simulating anything
     shapes = {}
     for r in reqs:
@@ -140,7 +150,8 @@ def run_simulation(requests: Sequence[Request], policy, cluster: ClusterSpec | i
         num_gpus=cluster.num_gpus, makespan_s=max(last - first, 0.0), busy_gpu_s=sum(executor.busy_s),
         rounds=ctl.rounds, events=ctl.events + i, preemptions=ctl.preemptions, sp_changes=ctl.sp_changes,
         wall_s=time.perf_counter() - t0, log=executor.log,
-        info={"profile": profile.name, "gpus_per_node": cluster.gpus_per_node, "stopped": stopped, "submitted": i},
+        info={"profile": profile.name, "gpus_per_node": cluster.gpus_per_node, "stopped": stopped, "submitted": i,
+              **({"correction": ctl.correction.factors()} if ctl.correction is not None else {})},
     )
 
 
