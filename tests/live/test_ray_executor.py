@@ -68,3 +68,37 @@ def test_ray_actors_serve_sp2_and_recover_from_a_killed_actor(tmp_path):
 
     assert not ray.is_initialized()
     assert not [p for p in pids if _alive(p)]
+
+
+def test_make_engine_ray_serves_an_image_and_a_video(tmp_path):
+    """make_engine("ray"): the Engine over a RayExecutor on 2 logical GPUs (a local Ray started and stopped by the
+    engine): an image and a video complete with real files; the online correction learned from their durations."""
+    pytest.importorskip("ray")
+    import os
+
+    from genserve.engine.runtime import make_engine
+    from genserve.executors.ray import RayExecutor
+
+    eng = make_engine("ray", profile="tiny-cpu", policy="genserve", devices=["cpu", "cpu"], output_dir=tmp_path,
+                      startup_timeout_s=150)
+    assert isinstance(eng.executor, RayExecutor) and eng.kind == "ray" and eng.cluster.num_gpus == 2
+    eng.start()
+    pids = []
+    try:
+        pids = [p for p in eng.executor.worker_pids() if p]
+        assert len(pids) == 2
+        now = eng.now
+        eng.submit(video("ray-v", steps=6, arrival=now, deadline=now + 90))
+        eng.submit(image("ray-i", arrival=now, deadline=now + 90))
+        for rid, suffix in (("ray-v", ".mp4"), ("ray-i", ".png")):
+            u = eng.wait(rid, timeout=90)
+            assert u is not None and u.status.value == "done", u
+            assert u.outputs and u.outputs[0].endswith(suffix) and os.path.getsize(u.outputs[0]) > 0
+        corr = eng.ctl.correction  # on by default in the real engines
+        assert corr is not None and corr.samples >= 2, corr
+    finally:
+        eng.close(drain=True)
+    import ray
+
+    assert not ray.is_initialized()
+    assert not [p for p in pids if _alive(p)]

@@ -16,7 +16,7 @@ def test_serve_refuses_public_bind_without_key(monkeypatch):
 
 
 def test_serve_rejects_bad_options():
-    r = CliRunner().invoke(app, ["serve", "--engine", "ray"])
+    r = CliRunner().invoke(app, ["serve", "--engine", "bogus"])
     assert r.exit_code == 2 and "--engine" in r.output
 
 

@@ -160,7 +160,7 @@ def test_make_engine_errors():
     from genserve.engine.runtime import make_engine
 
     with pytest.raises(ValidationError, match="unknown engine kind"):
-        make_engine("ray")
+        make_engine("bogus")
     with pytest.raises(ValidationError, match="unknown policy"):
         make_engine("sim", policy="nope")
 

@@ -45,7 +45,7 @@ from genserve.engine.api import EngineStats, RequestUpdate, UpdateCallback
 
 log = logging.getLogger("genserve.engine")
 
-ENGINE_KINDS = ("sim", "local")
+ENGINE_KINDS = ("sim", "local", "ray")
 _KEEP_FINISHED = 20000  # finished requests whose last update `status()` still answers
 
 
@@ -567,7 +567,8 @@ def make_engine(kind: str = "sim", *, profile: str | Any = "tiny-cpu", policy: s
 
     kind "sim": the simulated executor timed from `profile` on the wall clock over `gpus` virtual GPUs (no models;
     `placeholder_outputs` writes stand-in PNG/MP4 files). kind "local": worker processes running real diffusers
-    models on `devices` (e.g. ["cpu", "cpu"] or ["cuda:0", "cuda:1"]); imported lazily (torch).
+    models on `devices` (e.g. ["cpu", "cpu"] or ["cuda:0", "cuda:1"]); imported lazily (torch). kind "ray": the
+    same workers as Ray actors (RayExecutor, same arguments; `address="auto"` joins a running Ray cluster).
 
     online_correction: correct the profile's step and batch estimates from the measured durations
     (profiles/online.py; True, False or an OnlineCorrection). Default: on for the real engines, off for "sim"
@@ -600,6 +601,18 @@ def make_engine(kind: str = "sim", *, profile: str | Any = "tiny-cpu", policy: s
     devs = list(devices) if devices else ["cpu"] * (gpus or 2)
     n = len(devs)
     device = "cuda" if any(str(d).startswith("cuda") for d in devs) else "cpu"
+    executor_cls = LocalExecutor
+    if kind == "ray":
+        try:
+            import ray  # noqa: F401 - only to fail early with a clear message
+
+            from genserve.executors.ray import RayExecutor
+        except ImportError as e:
+            raise ValidationError(f"the ray engine needs Ray installed ({e}); use --engine local instead") from None
+        executor_cls = RayExecutor
+        if device == "cpu" and not executor_kw.get("address"):
+            # a local Ray on a CPU machine: one logical GPU per worker, so that Ray places one actor per slot
+            executor_kw["ray_init"] = {"num_gpus": n, **dict(executor_kw.get("ray_init") or {})}
     per_node = min(gpus_per_node, n)
     degrees = tuple(sp_degrees) if sp_degrees else _degrees(prof)
     cluster = ClusterSpec(n, per_node, degrees)
@@ -607,11 +620,11 @@ def make_engine(kind: str = "sim", *, profile: str | Any = "tiny-cpu", policy: s
     work = Path(output_dir) / ".work" if output_dir is not None else None
 
     def make_local(clock, schedule):
-        return LocalExecutor(n, device=device, image_model=d.image_model, video_model=d.video_model,
-                             output_dir=work, clock=clock, gpus_per_node=per_node, sp_degrees=degrees, fps=fps,
-                             **executor_kw)
+        return executor_cls(n, device=device, image_model=d.image_model, video_model=d.video_model,
+                            output_dir=work, clock=clock, gpus_per_node=per_node, sp_degrees=degrees, fps=fps,
+                            **executor_kw)
 
-    return Engine(make_local, policy=pol, cluster=cluster, profile=prof, kind="local", output_dir=output_dir,
+    return Engine(make_local, policy=pol, cluster=cluster, profile=prof, kind=kind, output_dir=output_dir,
                   placeholder_outputs=False, fps=fps, strict=strict,
                   online_correction=True if online_correction is None else online_correction)
 

@@ -45,7 +45,7 @@ def _build_engine(kind: str, profile, policy: str, workers: int, device: str, ou
                            placeholder_outputs=True)
     devices = [device if device == "cpu" else f"cuda:{i}" for i in range(workers)]
     extra = {"threads": threads} if device == "cpu" else {}
-    return make_engine("local", profile=profile, policy=policy, devices=devices, output_dir=output_dir, **extra)
+    return make_engine(kind, profile=profile, policy=policy, devices=devices, output_dir=output_dir, **extra)
 
 
 def serve(
@@ -53,8 +53,9 @@ def serve(
     port: int = typer.Option(8000, help="TCP port."),
     api_key: Optional[str] = typer.Option(None, "--api-key", envvar="GENSERVE_API_KEY",
                                           help="Require 'Authorization: Bearer KEY' (env GENSERVE_API_KEY)."),
-    engine: str = typer.Option("local", help="local (real models in worker processes) | sim (simulated devices "
-                                             "timed from the profile, placeholder outputs)."),
+    engine: str = typer.Option("local", help="local (real models in worker processes) | ray (the same workers as "
+                                             "Ray actors) | sim (simulated devices timed from the profile, "
+                                             "placeholder outputs)."),
     workers: int = typer.Option(2, "--workers", "--devices", help="Devices: CPU worker slots or CUDA GPUs."),
     device: str = typer.Option("cpu", help="cpu (worker slots) | cuda (one worker per GPU)."),
     threads: int = typer.Option(1, help="torch threads per CPU worker slot."),
@@ -73,8 +74,8 @@ def serve(
     from genserve.profiles import Profile
     from genserve.server.settings import ServerSettings, check_bind
 
-    if engine not in ("local", "sim"):
-        _fail(f"--engine must be local or sim, got {engine!r}")
+    if engine not in ("local", "ray", "sim"):
+        _fail(f"--engine must be local, ray or sim, got {engine!r}")
     if device not in ("cpu", "cuda"):
         _fail(f"--device must be cpu or cuda, got {device!r}")
     if workers <= 0:
@@ -86,7 +87,7 @@ def serve(
                                   default_sigma=sigma, max_active=max_active, public_url=public_url)
     except GenServeError as e:
         _fail(str(e))
-    if engine == "local":
+    if engine in ("local", "ray"):
         why = _local_available()
         if why:
             _fail(f"the local engine needs the model stack ({why}); install genserve[models] or use --engine sim")
@@ -98,9 +99,9 @@ def serve(
         eng = _build_engine(engine, prof, policy, workers, device, settings.outputs_dir, threads)
     except GenServeError as e:
         _fail(str(e))
-    where = f"{workers} {'CPU worker slots' if device == 'cpu' else 'GPUs'}" if engine == "local" else \
+    where = f"{workers} {'CPU worker slots' if device == 'cpu' else 'GPUs'}" if engine != "sim" else \
         f"{workers} simulated GPUs"
-    if engine == "local":
+    if engine != "sim":
         typer.echo(f"starting {where} (loading models)...")
     try:
         eng.start()  # before uvicorn, so a worker that cannot start is a clean error (the app's start is a no-op)
