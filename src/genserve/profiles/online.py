@@ -111,6 +111,8 @@ class CorrectedProfile:
         self.source = getattr(base, "source", "<memory>")
 
     def __getattr__(self, name: str) -> Any:  # everything not corrected is the base profile's
+        if name == "base":  # not set yet (copy / unpickle): no recursion
+            raise AttributeError(name)
         return getattr(self.base, name)
 
     def video_step(self, model: str, width: int, height: int, frames: int, degree: int = 1) -> float:
