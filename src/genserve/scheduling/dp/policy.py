@@ -27,7 +27,7 @@ from genserve.scheduling.options import PolicyOptions
 INF = float("inf")
 
 
-@dataclass
+@dataclass(slots=True)
 class _Cand:
     kind: ActionKind
     block: tuple[int, ...]
@@ -71,6 +71,7 @@ class _Round:
         self._degs: dict[str, list[int]] = {}
         self._ts: dict[tuple, float] = {}
         self._dec: dict[tuple, float] = {}
+        self._cost: dict[tuple, float] = {}
         for i, v in enumerate(self.videos):
             if v.status is RequestStatus.RUNNING:
                 for g in v.gpus:
@@ -157,13 +158,27 @@ class _Round:
             if block == v.gpus:
                 return t0 + r * self.t_step(v, p) + dec
             t = max(t0, self.block_start(vi, block))
-            return t + self.profile.reconfigure_cost(v.model, p) + r * self.t_step(v, p) + dec
+            return t + self.cost("reconf", v.model, p) + r * self.t_step(v, p) + dec
         t = self.block_start(vi, block)
         if v.status is RequestStatus.PAUSED:
-            t += self.profile.resume_cost(v.model, p)
+            t += self.cost("resume", v.model, p)
         else:
-            t += self.profile.text_encode(v.model)
+            t += self.cost("encode", v.model, 0)
         return t + rem * self.t_step(v, p) + dec
+
+    def cost(self, kind: str, model: str, p: int) -> float:
+        key = (kind, model, p)
+        c = self._cost.get(key)
+        if c is None:
+            prof = self.profile
+            if kind == "reconf":
+                c = prof.reconfigure_cost(model, p)
+            elif kind == "resume":
+                c = prof.resume_cost(model, p)
+            else:
+                c = prof.text_encode(model)
+            self._cost[key] = c
+        return c
 
     def best_finish(self, v: VideoView) -> float:
         """Finish if it ran from now at its fastest degree (the most optimistic estimate)."""
@@ -259,8 +274,14 @@ def _dp_plan(r: _Round, batching: bool) -> Plan:
         t = around.get(p)
         return t[g] if t is not None else None
 
+    veligible = r.veligible
+    elig_cache: dict[tuple[int, ...], bool] = {}
+
     def eligible(b: tuple[int, ...]) -> bool:
-        return all(r.veligible[g] for g in b)
+        hit = elig_cache.get(b)
+        if hit is None:
+            hit = elig_cache[b] = all(veligible[g] for g in b)
+        return hit
 
     cands: list[list[_Cand]] = [[] for _ in range(nv)]
     hold_val: list[tuple[int, float]] = [(0, 0.0)] * nv
@@ -297,32 +318,44 @@ def _dp_plan(r: _Round, batching: bool) -> Plan:
 
     pool: list[int] = []
     gated_until = None
+    RUNNING, PAUSED = RequestStatus.RUNNING, RequestStatus.PAUSED
+    CONT, RECONF = ActionKind.CONTINUE, ActionKind.RECONFIGURE
+    valid = r.valid
+    hold_counts = tun.hold_counts
+    nbr: dict[tuple, tuple] = {}  # (model, degree) -> (one degree down, one degree up)
     for vi, v in enumerate(videos):
-        degs = r.degrees(v)
-        if v.status is RequestStatus.RUNNING:
+        if v.status is RUNNING:
+            gpus = v.gpus
             if v.decoding:
-                fixed[vi] = Action(ActionKind.CONTINUE, v.gpus)
+                fixed[vi] = Action(CONT, gpus)
                 continue
-            anchor[vi] = v.gpus[0]
-            p = len(v.gpus)
-            if tuple(v.gpus) in r.valid:
-                add(vi, ActionKind.CONTINUE, tuple(v.gpus))
+            anchor[vi] = gpus[0]
+            p = len(gpus)
+            if gpus in valid:
+                add(vi, CONT, gpus)
             if elastic:
-                lower = [q for q in degs if q < p]
-                higher = [q for q in degs if q > p]
-                if lower:
-                    b = block_around(v.gpus[0], lower[-1])
+                key = (v.model, p)
+                ud = nbr.get(key)
+                if ud is None:
+                    degs = r.degrees(v)
+                    lower = [q for q in degs if q < p]
+                    higher = [q for q in degs if q > p]
+                    ud = nbr[key] = (lower[-1] if lower else 0, higher[0] if higher else 0)
+                if ud[0]:
+                    b = block_around(gpus[0], ud[0])
                     if b:
-                        add(vi, ActionKind.RECONFIGURE, b)
-                if higher:
-                    b = block_around(min(v.gpus), higher[0])
-                    if b and set(v.gpus) <= set(b) and eligible(b):
+                        add(vi, RECONF, b)
+                if ud[1]:
+                    lo = min(gpus)
+                    b = block_around(lo, ud[1])
+                    if b and b[0] <= lo and max(gpus) <= b[-1] and eligible(b):
                         tight = slack_ref[vi] < 0
                         if not (tun.gate_scale_up and r.image_active and not tight):
-                            add(vi, ActionKind.RECONFIGURE, b)
-            base = cands[vi][0].score if cands[vi] and cands[vi][0].count else 0.5
-            hold_val[vi] = hold_value(v, p, base)
-        elif v.status is RequestStatus.PAUSED:
+                            add(vi, RECONF, b)
+            if hold_counts:
+                base = cands[vi][0].score if cands[vi] and cands[vi][0].count else 0.5
+                hold_val[vi] = hold_value(v, p, base)
+        elif v.status is PAUSED:
             h = v.home_gpu
             if h is not None:
                 paused_home.setdefault(h, []).append(vi)

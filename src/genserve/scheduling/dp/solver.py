@@ -119,13 +119,16 @@ class VideoDP:
         self.base = sum(v.hold for v in videos)
         nb = len(tree.blocks)
         on_block: dict[int, list[tuple[int, int, float, tuple[int, ...]]]] = {}
+        index = tree.index
         for vi, v in enumerate(videos):
-            if len(v.cands) > 1 and not set(v.cands[0][0]).intersection(*(c[0] for c in v.cands[1:])):
-                raise ValueError(f"video {vi}: candidates must share an anchor GPU (lie on one path of the tree)")
-            for ci, (block, value) in enumerate(v.cands):
+            cands = v.cands
+            if len(cands) > 1:  # blocks are contiguous: they share a GPU iff max(first) <= min(last)
+                if max(c[0][0] for c in cands) > min(c[0][-1] for c in cands):
+                    raise ValueError(f"video {vi}: candidates must share an anchor GPU (lie on one path of the tree)")
+            for ci, (block, value) in enumerate(cands):
                 if value == NEG:
                     continue
-                b = tree.index.get(block)
+                b = index.get(block)
                 if b is None:
                     raise ValueError(f"candidate block {block} is not an aligned group")
                 on_block.setdefault(b, []).append((vi, ci, value - v.hold, block))
@@ -146,13 +149,16 @@ class VideoDP:
         self.active = active
         self.cons = cons
         self.ignore = frozenset(ignore)
-        self.root_of = {}
-        self.size_eff = {}
-        for r in tree.roots:
-            blk = tree.blocks[r]
-            self.size_eff[r] = len(blk) - sum(1 for g in blk if g in self.ignore)
-            for g in blk:
-                self.root_of[g] = r
+        root_of = tree.__dict__.get("_root_of")
+        if root_of is None:
+            root_of = tree.__dict__["_root_of"] = {g: r for r in tree.roots for g in tree.blocks[r]}
+        self.root_of = root_of
+        size_eff = {r: len(tree.blocks[r]) for r in tree.roots}
+        for g in self.ignore:
+            r = root_of.get(g)
+            if r is not None:
+                size_eff[r] -= 1
+        self.size_eff = size_eff
         self._cache: dict[tuple, tuple] = {}
 
     def _root(self, r: int, forbid: frozenset[int]):
@@ -172,7 +178,7 @@ class VideoDP:
             if ch:
                 c0 = ch[0]
                 cur = F[c0] if active[c0] else _ZERO
-                split = [(c0, {k: (0, k) for k in cur})]
+                split = [(c0, None)]  # None: the first child's own vector (k -> (0, k))
                 for c in ch[1:]:
                     cur, arg = _merge(cur, F[c] if active[c] else _ZERO, size)
                     split.append((c, arg))
@@ -283,7 +289,7 @@ def _pick_block(tree: Tree, F, back, x: int, k: int, out: dict[int, int]) -> Non
         return
     ks = k  # walk the pairwise merges backwards
     for c, arg in reversed(split):
-        ka, kc = arg[ks]
+        ka, kc = (0, ks) if arg is None else arg[ks]
         if kc and c in back:
             _pick_block(tree, F, back, c, kc, out)
         ks = ka
