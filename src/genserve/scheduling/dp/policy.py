@@ -193,9 +193,10 @@ class _Round:
         """(recoverable, score) of running `v` so that it finishes at `finish`.
 
         Paper: score 1/(1+|laxity|). Ours (`prefer_fast`): among feasible candidates the earlier finish scores
-        higher (idle GPUs make videos finish sooner, which frees them for later arrivals), plus a per-video term
-        1/(1+slack) at its reference degree, so the video with the most slack is the cheapest to pause.
-        A candidate that misses the deadline scores `lost_video_score`/(1+|laxity|) and counts zero.
+        higher (idle GPUs make videos finish sooner, which frees them for later arrivals), optionally plus a
+        per-video term `victim_weight`/(1+slack) (0 by default: it made things worse).
+        A candidate that misses the deadline scores `lost_video_score`/(1+|laxity|) and counts zero, unless the
+        tail guard's ageing makes it count again.
         """
         lax = v.deadline - finish
         if lax >= 0:
