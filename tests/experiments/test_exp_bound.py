@@ -131,3 +131,28 @@ def test_bound_never_below_any_policy(seed):
             assert met_i + met_v <= b.count, (name, opts, met_i + met_v, b)
             assert met_i <= b.per_modality["image"]["count"]
             assert met_v <= b.per_modality["video"]["count"]
+
+
+def test_bench_bound_cli(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from genserve.cli import app
+
+    runner = CliRunner()
+    trace = tmp_path / "t.jsonl"
+    assert runner.invoke(app, ["trace", "generate", "-o", str(trace), "--requests", "15", "--rate", "60",
+                               "--mix", "heavy", "--seed", "2"]).exit_code == 0
+    res = runner.invoke(app, ["bench", "bound", "--trace", str(trace), "--gpus", "4", "--sigma", "0.9",
+                              "--policies", "fcfs,genserve", "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    b = out["bound"]
+    assert 0 <= b["count"] <= 15 and b["method"] == "lp"
+    assert [p["policy"] for p in out["policies"]] == ["fcfs", "genserve"]
+    for p in out["policies"]:
+        assert p["met"] <= b["count"]
+    table = runner.invoke(app, ["bench", "bound", "--trace", str(trace), "--policies", "none"])
+    assert table.exit_code == 0 and "upper bound" in table.output
+    assert runner.invoke(app, ["bench", "bound", "--trace", str(tmp_path / "missing.jsonl")]).exit_code == 2
