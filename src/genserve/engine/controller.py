@@ -17,7 +17,8 @@ executor's event queue with a timeout of `wake_at - now`.
 
 Rounds. A round (snapshot -> plan -> apply) runs on every arrival, completion, freed GPU, cancellation and
 requested wake-up, and at video step boundaries as the policy asks through its optional `step_rounds`
-attribute: "always" (default: every step boundary), "events" (only the boundaries of videos the last plan
+attribute: "always" (default: every step boundary), "events_or_waiting" (every event, and step boundaries
+only while a request is queued or paused: genserve), "events" (only the boundaries of videos the last plan
 wanted to pause or move), "when_waiting" (only while a request is queued or paused: enough for preemptive
 baselines) or "never" (non-preemptive policies: a step boundary changes nothing).
 Events at the same instant are coalesced into one round.
@@ -51,7 +52,8 @@ from genserve.executors.base import Executor, StepSetup
 
 NEG_INF = float("-inf")
 _EPS = 1e-9
-STEP_ROUNDS = ("always", "events", "when_waiting", "never")
+_ALL = "all"
+STEP_ROUNDS = ("always", "events_or_waiting", "events", "when_waiting", "never")
 
 _RUNNING = RequestStatus.RUNNING
 _PAUSED = RequestStatus.PAUSED
@@ -184,6 +186,9 @@ class Controller:
         # boundary (the simulator turns it on; runs are cut short with executor.truncate when a plan asks)
         self.coalesce = bool(coalesce_steps and mode != "always" and getattr(executor, "supports_multi_step", False))
         self._multi: dict[str, VideoProgress] = {}  # videos with a multi-step run in flight
+        # "events_or_waiting": steps are coalesced only while nothing waits (boundaries need rounds otherwise)
+        self._boundary_when_waiting = self.coalesce and mode == "events_or_waiting"
+        self._replan_moves = mode == "events_or_waiting"
         self.on_finish = on_finish
         self.policy_name = getattr(policy, "name", type(policy).__name__)
 
@@ -203,6 +208,7 @@ class Controller:
         self._boundary: list[str] = []  # videos that reached a step boundary since the last flush
         self._queued_videos = 0
         self._paused = 0
+        self._paused_homes: dict[str, int] = {}  # paused video -> the GPU holding its state
         self._dirty = False
         self._last_image_arrival: float | None = None
         self.wake_at: float | None = None
@@ -281,6 +287,7 @@ class Controller:
             self._drop_video(vp, RequestStatus.CANCELLED, now)
         elif req.status is _PAUSED:
             self._paused -= 1
+            self._paused_homes.pop(request_id, None)
             self.executor.discard(req, (vp.home_gpu,) if vp.home_gpu is not None else ())
             self._drop_video(vp, RequestStatus.CANCELLED, now)
         elif vp.in_flight or vp.decoding:
@@ -420,6 +427,7 @@ class Controller:
                         self._busy_end.pop(vp.gpus[0], None)
                 elif req.status is _PAUSED:
                     self._paused -= 1
+                    self._paused_homes.pop(rid, None)
                 if ev.retryable and req.status is _RUNNING:
                     req.transition(_QUEUED, now)
                     self._queued_videos += 1
@@ -477,6 +485,9 @@ class Controller:
         """Whether `flush` runs a round now.
 
         "always": after any event, arrival, cancellation or wake-up, and at every step boundary.
+        "events_or_waiting": every event (as "always"), and step boundaries only while a request is queued or
+        paused; with nothing waiting a boundary round could only move running videos among themselves, which the
+        round at the last event already decided (plus the boundaries of videos that plan wanted to pause or move).
         "events": the same without plain step boundaries: a video reaches a round at its boundary only when the
         last plan wanted it to pause or move while it was mid-step (the policy's decisions change only on events
         and on the wake-ups it asks for with Plan.wake_at).
@@ -486,6 +497,23 @@ class Controller:
         mode = self.step_rounds
         if mode == "always":
             return self._dirty or bool(self._boundary)
+        if mode == "events_or_waiting":
+            if self._dirty:
+                return True
+            if not self._boundary:
+                return False
+            scope = self._wait_scope()
+            if scope is None:
+                return False
+            if scope is _ALL:
+                return True
+            per = self.cluster.gpus_per_node
+            videos = self._videos
+            for rid in self._boundary:
+                vp = videos.get(rid)
+                if vp is not None and vp.gpus and vp.gpus[0] // per in scope:
+                    return True
+            return False
         if mode == "events":
             return self._dirty
         if not (self._dirty or self._boundary):
@@ -495,6 +523,28 @@ class Controller:
         if mode == "never":
             return self._dirty and bool(self._free)
         return True
+
+    def _wait_scope(self):
+        """Where waiting work could use a video's GPUs at its step boundary ("events_or_waiting"): None (nothing
+        queued or paused), _ALL (a queued image or video, or a paused video whose home GPU is finishing a batch
+        or a decode: they may go anywhere), else the set of nodes holding a paused video's state (it resumes
+        around its home GPU, inside that node)."""
+        if self._images or self._queued_videos > 0:
+            return _ALL
+        homes = self._paused_homes
+        if not homes:
+            return None
+        per = self.cluster.gpus_per_node
+        busy = self._busy
+        nodes = set()
+        for h in homes.values():
+            if busy[h] != NEG_INF:
+                return _ALL
+            nodes.add(h // per)
+        return nodes
+
+    def _in_scope(self, vp: VideoProgress, scope) -> bool:
+        return scope is not None and (scope is _ALL or vp.gpus[0] // self.cluster.gpus_per_node in scope)
 
     def flush(self) -> None:
         """Run a round if one is due, then let every video still at a boundary continue where it is."""
@@ -509,6 +559,15 @@ class Controller:
                 if vp is not None and not vp.in_flight and not vp.decoding and vp.request.status is _RUNNING:
                     self._run_step(vp, vp.gpus, now)
             self._boundary.clear()
+        if self._multi and self._boundary_when_waiting:
+            scope = self._wait_scope()
+            if scope is not None:
+                # something waits: step boundaries where it could get GPUs get rounds again, so multi-step runs
+                # there end at their next boundary
+                for vp in list(self._multi.values()):
+                    if not vp.truncated and self._in_scope(vp, scope):
+                        vp.truncated = True
+                        self.executor.truncate(vp.request)
 
     def snapshot(self) -> Snapshot:
         now = self.clock.now()
@@ -736,6 +795,7 @@ class Controller:
         for vp, gpus in launches:
             if vp.request.status is _PAUSED:
                 self._paused -= 1
+                self._paused_homes.pop(vp.request.id, None)
             else:
                 self._queued_videos -= 1
             self._run_step(vp, gpus, now)
@@ -752,6 +812,7 @@ class Controller:
         vp.pauses += 1
         self.preemptions += 1
         self._paused += 1
+        self._paused_homes[req.id] = leader
         self._stale.add(req.id)
         self.executor.pause(req, leader)
 
@@ -779,6 +840,8 @@ class Controller:
             source = vp.gpus[0]
             dur += prof.reconfigure_cost(req.model, p)
             self._release(vp.gpus)
+            if self._replan_moves:  # a running video changes degree one step at a time: ask again at its boundary
+                vp.replan = True
         else:
             setup = StepSetup.CONTINUE
         if vp.last_degree and p != vp.last_degree:
@@ -795,7 +858,9 @@ class Controller:
         vp.home_gpu = gpus[0]
         vp.in_flight = True
         vp.busy_until = now + dur
-        count = req.steps - vp.steps_done if self.coalesce else 1
+        count = (req.steps - vp.steps_done
+                 if self.coalesce and not (self._boundary_when_waiting
+                                           and (vp.replan or self._in_scope(vp, self._wait_scope()))) else 1)
         # executors report a multi-step run's steady step time, a single step's time with its setup inside
         vp.run_plain = setup is StepSetup.CONTINUE or count > 1
         vp.run_base = vp.steps_done

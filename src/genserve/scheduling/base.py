@@ -33,7 +33,9 @@ class Policy(Protocol):
 
     Optional attributes the controller reads:
     * `step_rounds` (default "always"): when rounds run besides arrivals, completions, freed GPUs and
-      `Plan.wake_at`. "always": at every video step boundary. "events": no plain step-boundary rounds; a video
+      `Plan.wake_at`. "always": at every video step boundary. "events_or_waiting" (genserve): step boundaries only
+      while a request is queued or paused, plus the next boundary of a video that just changed its SP group
+      (the simulator coalesces steps while nothing waits). "events": no plain step-boundary rounds; a video
       the last plan wanted to pause or move while it was mid-step gets a round at its next boundary (for a
       policy whose decisions change only on events and the wake-ups it asks for; lets the simulator coalesce
       steps). "when_waiting": step boundaries only while a

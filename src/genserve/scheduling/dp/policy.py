@@ -217,6 +217,10 @@ class GenServePolicy:
     """`genserve`: the SLO-aware DP scheduler (spec sections 3-5), with a tail guard."""
 
     name = "genserve"
+    # rounds on every event, at step boundaries only while something is queued or paused (and at the next boundary
+    # of a video that just changed degree: it moves one degree per round); see the controller's round_due.
+    # Same SAR per seed as "always" on the compare settings, far fewer rounds, and the simulator coalesces steps.
+    step_rounds = "events_or_waiting"
 
     def __init__(self, options: PolicyOptions | None = None, tuning: Tuning | None = None) -> None:
         self.options = options or PolicyOptions()
