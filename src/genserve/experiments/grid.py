@@ -115,6 +115,7 @@ def build(name: str, *, requests: int = 100, gpus: int = 8, scale_gpus: tuple[in
             for mix in ("balanced", "heavy"):
                 settings.append(Setting(f"gpus={n},mix={mix}", _base(reqs, rate=24 * kk, mix=mix), 1.0, n,
                                         budget_s=600.0, bound_intervals=200 if n > 64 else 300))
-        return Experiment("scale", "Cluster scale: load scaled with N (24 req/min per 8 GPUs)", "GPUs",
+        return Experiment("scale", f"Cluster scale: load scaled with N (24 req/min per 8 GPUs), "
+                          f"{settings[0].workload['requests']}-request traces", "GPUs",
                           settings, _policies(("fcfs", "srtf", "genserve")), metrics=("overall", "image", "video"))
     raise ValueError(f"unknown experiment {name!r}; choose one of {', '.join(EXPERIMENTS)} or all")

@@ -247,7 +247,7 @@ def plot(exp: Experiment, data: dict, out: Path) -> list[Path]:
     files = []
     summ = data["summary"]
     settings = [st.label for st in exp.settings]
-    xs_lbl = [s.split("=", 1)[-1] for s in settings]
+    xs_lbl = ["\n".join(part.split("=", 1)[-1] for part in s.split(",")) for s in settings]
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     if exp.name == "e4":
         fig, axes = plt.subplots(1, 2, figsize=(10, 4))
@@ -328,7 +328,7 @@ def plot(exp: Experiment, data: dict, out: Path) -> list[Path]:
             ax.bar(np.arange(len(settings)) + i * 0.25, [c["decision_mean_ms"]["mean"] or 0 for c in cells], 0.25,
                    label=v.label, color=colors[i % len(colors)])
         ax.set_xticks(np.arange(len(settings)) + 0.25)
-        ax.set_xticklabels([s.replace(",", "\n") for s in settings], fontsize=7)
+        ax.set_xticklabels(xs_lbl, fontsize=7)
         ax.set_yscale("log")
         ax.set_ylabel("mean decision time per round (ms)")
         ax.legend(fontsize=8)
