@@ -31,6 +31,7 @@ def capture(settings=("default", "heavy", "rate36"), seeds: int = 2, every: int 
         for seed in range(seeds):
             reqs, gpus = requests_for(setting, seed, profile)
             pol = GenServePolicy()
+            pol.step_rounds = "always"  # a snapshot at every step boundary, as the live engine may see them
             inner = pol.plan
             k = [0]
 

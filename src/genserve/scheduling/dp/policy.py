@@ -13,6 +13,7 @@ Each round (a pure function of the snapshot):
 
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -229,12 +230,24 @@ class GenServePolicy:
         self.batching = self.options.batching_or(True)
 
     def plan(self, snapshot: Snapshot) -> Plan:
-        r = _Round(snapshot, self.options, self.tuning)
-        if not self.options.dp:
-            from genserve.scheduling.dp.greedy import greedy_plan
+        # A round allocates many short-lived containers (candidates, DP vectors) and creates no reference cycles
+        # (checked: gc.collect() finds nothing after a round), so the cyclic collector has nothing to find here.
+        # Left on, its young-generation passes re-scan the round's live objects and its older passes the whole
+        # heap of the caller (a simulator's 100,000 records): 40-60 % of a 1024-GPU round. Off for the round,
+        # restored after; plans are unchanged.
+        gc_on = gc.isenabled()
+        if gc_on:
+            gc.disable()
+        try:
+            r = _Round(snapshot, self.options, self.tuning)
+            if not self.options.dp:
+                from genserve.scheduling.dp.greedy import greedy_plan
 
-            return greedy_plan(r, self.batching)
-        return _dp_plan(r, self.batching)
+                return greedy_plan(r, self.batching)
+            return _dp_plan(r, self.batching)
+        finally:
+            if gc_on:
+                gc.enable()
 
 
 # ---- the DP round -------------------------------------------------------------------------------------

@@ -160,6 +160,8 @@ class VideoDP:
                 size_eff[r] -= 1
         self.size_eff = size_eff
         self._cache: dict[tuple, tuple] = {}
+        self._prefix: list = []  # (root vector, merge state after it, back-pointers) of the last solve
+        self._prefix_key: tuple | None = None
 
     def _root(self, r: int, forbid: frozenset[int]):
         """F (k -> value) and back-pointers of one root block, candidates touching `forbid` excluded."""
@@ -228,10 +230,20 @@ class VideoDP:
             if not f:
                 return None
             parts.append((r, f, F, back))
-        # merge over roots in "unused usable GPUs" u, capped at U
+        # merge over roots in "unused usable GPUs" u, capped at U. The merge states after each root are kept: a
+        # later solve (another forbid set) whose first roots are the same reuses them (same operations, same result)
         cur: dict[int, float] = {min(offset, U): 0.0}
         steps = []
-        for r, f, _, _ in parts:
+        prev = self._prefix if self._prefix_key == (U, offset) else []
+        chain: list = []
+        reuse = True
+        for i, (r, f, _, _) in enumerate(parts):
+            if reuse and i < len(prev) and prev[i][0] is f:
+                _, cur, arg = prev[i]
+                steps.append(arg)
+                chain.append(prev[i])
+                continue
+            reuse = False
             se = self.size_eff[r]
             new: dict[int, float] = {}
             arg: dict[int, tuple[int, int]] = {}
@@ -246,6 +258,8 @@ class VideoDP:
                         arg[u] = (u1, k)
             cur = new
             steps.append(arg)
+            chain.append((f, cur, arg))
+        self._prefix, self._prefix_key = chain, (U, offset)
         if not cur:
             return None
         base = self.base
