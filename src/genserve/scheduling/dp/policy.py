@@ -26,6 +26,8 @@ from genserve.scheduling.dp.tuning import DEFAULT, Tuning
 from genserve.scheduling.options import PolicyOptions
 
 INF = float("inf")
+_RUNNING_S = RequestStatus.RUNNING
+_PAUSED_S = RequestStatus.PAUSED
 
 
 @dataclass(slots=True)
@@ -73,6 +75,8 @@ class _Round:
         self._ts: dict[tuple, float] = {}
         self._dec: dict[tuple, float] = {}
         self._cost: dict[tuple, float] = {}
+        self._shapes: dict[tuple, tuple] = {}
+        self._vshape: list = [None] * len(self.videos)
         for i, v in enumerate(self.videos):
             if v.status is RequestStatus.RUNNING:
                 for g in v.gpus:
@@ -148,24 +152,47 @@ class _Round:
                 t = max(t, self.step_end[o])
         return t
 
+    def _shape(self, vi: int):
+        """Per-video memo: (step time by degree, decode time), shared by videos of one shape."""
+        v = self.videos[vi]
+        key = (v.model, v.width, v.height, v.frames)
+        sh = self._shapes.get(key)
+        if sh is None:
+            sh = self._shapes[key] = ({}, self.decode(v))
+        self._vshape[vi] = sh
+        return sh
+
     def finish(self, vi: int, block: tuple[int, ...]) -> float:
+        # the same arithmetic as t_step / decode / block_start / cost, with per-video memos (hot path)
         v = self.videos[vi]
         p = len(block)
-        rem = v.remaining_steps
-        dec = self.decode(v)
-        if v.status is RequestStatus.RUNNING:
+        sh = self._vshape[vi] or self._shape(vi)
+        ts = sh[0].get(p)
+        if ts is None:
+            ts = sh[0][p] = self.t_step(v, p)
+        dec = sh[1]
+        rem = v.steps - v.steps_done
+        status = v.status
+        if status is _RUNNING_S:
             t0 = self.step_end[vi]
             r = max(0, rem - 1) if t0 > self.now else rem
             if block == v.gpus:
-                return t0 + r * self.t_step(v, p) + dec
+                return t0 + r * ts + dec
             t = max(t0, self.block_start(vi, block))
-            return t + self.cost("reconf", v.model, p) + r * self.t_step(v, p) + dec
-        t = self.block_start(vi, block)
-        if v.status is RequestStatus.PAUSED:
+            return t + self.cost("reconf", v.model, p) + r * ts + dec
+        t = self.now
+        owner, step_end = self.owner, self.step_end
+        for g in block:
+            o = owner[g]
+            if o >= 0 and o != vi:
+                e = step_end[o]
+                if e > t:
+                    t = e
+        if status is _PAUSED_S:
             t += self.cost("resume", v.model, p)
         else:
             t += self.cost("encode", v.model, 0)
-        return t + rem * self.t_step(v, p) + dec
+        return t + rem * ts + dec
 
     def cost(self, kind: str, model: str, p: int) -> float:
         key = (kind, model, p)
