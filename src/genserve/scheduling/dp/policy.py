@@ -344,9 +344,29 @@ def _dp_plan(r: _Round, batching: bool) -> Plan:
             slack_ref[vi] = v.deadline - r.now - v.remaining_steps * r.t_step(v, 1) - r.decode(v)
     r.slack_ref = slack_ref
 
+    now = r.now
+    prefer_fast, w_victim = tun.prefer_fast, tun.victim_weight
+    lost_score = tun.lost_video_score
+    age_after = tun.age_after if opt.tail_guard else None
+    finish_of = r.finish
+    CONT_KIND = ActionKind.CONTINUE
+
     def add(vi: int, kind: ActionKind, block: tuple[int, ...]) -> None:
-        f = cont_finish[vi] if kind is ActionKind.CONTINUE else r.finish(vi, block)
-        c, s = r.value(videos[vi], f, slack_ref[vi])
+        f = cont_finish[vi] if kind is CONT_KIND else finish_of(vi, block)
+        # _Round.value inlined (same arithmetic): the hot path of candidate building
+        v = videos[vi]
+        lax = v.deadline - f
+        if lax >= 0:
+            c = 1
+            if prefer_fast:
+                s = 0.5 + (0.5 - w_victim) / (1.0 + (f - now)) + w_victim / (1.0 + max(0.0, slack_ref[vi]))
+            else:
+                s = 1.0 / (1.0 + lax)
+        else:
+            s = lost_score / (1.0 - lax)
+            c = 0
+            if age_after is not None and now - v.deadline >= age_after * max(1e-9, v.deadline - v.arrival):
+                c = 1
         cands[vi].append(_Cand(kind, block, f, c, s))
 
     def hold_value(v: VideoView, p_ref: int, base: float) -> tuple[int, float]:
@@ -590,15 +610,22 @@ def _anchor_pool(r: _Round, pool: list[int], anchor: list, block_around, groups_
             free[a] = False
     top_deg = r.usable[-1]
     top = r.around[top_deg]
+    # blocks are contiguous GPU ranges: count the GPUs that are not free in one with a prefix sum
+    taken = [0] * (len(free) + 1)
+    acc = 0
+    for g, f in enumerate(free):
+        if not f:
+            acc += 1
+        taken[g + 1] = acc
     fill: dict[tuple, int] = {}
     for b in groups_of.get(top_deg, ()):
-        fill[b] = sum(1 for g in b if not free[g])
+        fill[b] = taken[b[-1] + 1] - taken[b[0]]
     # candidate free blocks per degree, best fit first (computed once; stale entries are skipped)
     free_blocks: dict[int, list] = {}
     for q in r.usable:
         lst = []
         for b in groups_of.get(q, ()):
-            if all(free[g] for g in b):
+            if taken[b[-1] + 1] == taken[b[0]]:
                 lst.append((-fill.get(top[b[0]], 0), b[0], b))
         lst.sort()
         free_blocks[q] = lst

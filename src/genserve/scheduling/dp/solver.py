@@ -122,16 +122,27 @@ class VideoDP:
         index = tree.index
         for vi, v in enumerate(videos):
             cands = v.cands
-            if len(cands) > 1:  # blocks are contiguous: they share a GPU iff max(first) <= min(last)
-                if max(c[0][0] for c in cands) > min(c[0][-1] for c in cands):
-                    raise ValueError(f"video {vi}: candidates must share an anchor GPU (lie on one path of the tree)")
+            if not cands:
+                continue
+            hold = v.hold
+            first_max, last_min = -1, num_gpus
             for ci, (block, value) in enumerate(cands):
+                if block[0] > first_max:
+                    first_max = block[0]
+                if block[-1] < last_min:
+                    last_min = block[-1]
                 if value == NEG:
                     continue
                 b = index.get(block)
                 if b is None:
                     raise ValueError(f"candidate block {block} is not an aligned group")
-                on_block.setdefault(b, []).append((vi, ci, value - v.hold, block))
+                lst = on_block.get(b)
+                if lst is None:
+                    on_block[b] = [(vi, ci, value - hold, block)]
+                else:
+                    lst.append((vi, ci, value - hold, block))
+            if first_max > last_min:  # blocks are contiguous: they share a GPU iff max(first) <= min(last)
+                raise ValueError(f"video {vi}: candidates must share an anchor GPU (lie on one path of the tree)")
         self.on_block = on_block
         active = [False] * nb
         cons: dict[int, list[int]] = {}
@@ -221,11 +232,16 @@ class VideoDP:
         U = n_eff if cap is None else max(0, min(cap, n_eff))
         offset = 0
         parts = []
+        by_root: dict[int, set[int]] = {}
+        root_of = self.root_of
+        for g in forbid:
+            by_root.setdefault(root_of.get(g), set()).add(g)
+        none = frozenset()
         for r in tree.roots:
             if not self.active[r]:
                 offset += self.size_eff[r]
                 continue
-            sub = frozenset(g for g in forbid if self.root_of.get(g) == r) if forbid else frozenset()
+            sub = frozenset(by_root[r]) if r in by_root else none
             f, F, back = self._root(r, sub)
             if not f:
                 return None
