@@ -76,6 +76,7 @@ class _Round:
         self._dec: dict[tuple, float] = {}
         self._cost: dict[tuple, float] = {}
         self._shapes: dict[tuple, tuple] = {}
+        self._bstart: dict[tuple, float] = {}  # block -> when a video that does not run now could start on it
         self._vshape: list = [None] * len(self.videos)
         for i, v in enumerate(self.videos):
             if v.status is RequestStatus.RUNNING:
@@ -180,14 +181,18 @@ class _Round:
                 return t0 + r * ts + dec
             t = max(t0, self.block_start(vi, block))
             return t + self.cost("reconf", v.model, p) + r * ts + dec
-        t = self.now
-        owner, step_end = self.owner, self.step_end
-        for g in block:
-            o = owner[g]
-            if o >= 0 and o != vi:
-                e = step_end[o]
-                if e > t:
-                    t = e
+        # not running: no GPU of the block is its own, so the start depends on the block only (memo per round)
+        t = self._bstart.get(block)
+        if t is None:
+            t = self.now
+            owner, step_end = self.owner, self.step_end
+            for g in block:
+                o = owner[g]
+                if o >= 0:
+                    e = step_end[o]
+                    if e > t:
+                        t = e
+            self._bstart[block] = t
         if status is _PAUSED_S:
             t += self.cost("resume", v.model, p)
         else:
@@ -329,6 +334,7 @@ def _dp_plan(r: _Round, batching: bool) -> Plan:
         return hit
 
     cands: list[list[_Cand]] = [[] for _ in range(nv)]
+    copts: list[list[tuple]] = [[] for _ in range(nv)]  # (block, count * big + score) per candidate, for the solver
     hold_val: list[tuple[int, float]] = [(0, 0.0)] * nv
     anchor: list[int | None] = [None] * nv
     fixed: dict[int, Action] = {}
@@ -368,6 +374,7 @@ def _dp_plan(r: _Round, batching: bool) -> Plan:
             if age_after is not None and now - v.deadline >= age_after * max(1e-9, v.deadline - v.arrival):
                 c = 1
         cands[vi].append(_Cand(kind, block, f, c, s))
+        copts[vi].append((block, c * big + s))
 
     def hold_value(v: VideoView, p_ref: int, base: float) -> tuple[int, float]:
         """A hold scores zero in the paper. With `hold_counts`, a video that can still finish on time after a
@@ -458,13 +465,15 @@ def _dp_plan(r: _Round, batching: bool) -> Plan:
     def require(g: int, allowed: set[int]) -> None:
         must[g] = must[g] & allowed if g in must else set(allowed)
 
+    preemption = opt.preemption
     for vi, v in enumerate(videos):
         if v.status is not RequestStatus.RUNNING or vi in fixed or anchor[vi] is None:
             continue
         L = v.gpus[0]
-        homed = [u for u in paused_home.get(L, []) if anchor[u] == L]
-        if not opt.preemption or len(paused_home.get(L, [])) >= limit:
-            require(L, {vi} | (set(homed) if opt.preemption else set()))
+        ph = paused_home.get(L)
+        if not preemption or (len(ph) if ph else 0) >= limit:
+            homed = [u for u in ph if anchor[u] == L] if ph else []
+            require(L, {vi} | (set(homed) if preemption else set()))
         # never pause a video with slack <= 0 that can still make it (a hopeless one may yield)
         if tun.critical_rule and slack_ref[vi] <= 0 and any(c.count for c in cands[vi]):
             require(L, {vi})
@@ -479,7 +488,7 @@ def _dp_plan(r: _Round, batching: bool) -> Plan:
     options = []
     for vi in range(nv):
         hc, hs = hold_val[vi]
-        options.append(VideoOptions(hc * big + hs, [(c.block, c.count * big + c.score) for c in cands[vi]]))
+        options.append(VideoOptions(hc * big + hs, copts[vi]))
 
     must_f = {g: frozenset(x) for g, x in must.items()}
     merged = None
