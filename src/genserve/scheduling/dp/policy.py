@@ -603,7 +603,8 @@ def _dp_plan(r: _Round, batching: bool) -> Plan:
 
 
 def _anchor_pool(r: _Round, pool: list[int], anchor: list, block_around, groups_of) -> None:
-    """Give each queued video (and each paused one whose home is unusable) an anchor GPU, EDF order.
+    """Give each queued video (and each paused one whose home is unusable) an anchor GPU: videos that can still
+    meet their deadline first, shortest work first (see below).
 
     The anchor is the first GPU of a free aligned block of the smallest degree that meets its deadline from now
     (best fit: blocks in the fullest node region first, which keeps large blocks whole). With no free block the
@@ -638,19 +639,28 @@ def _anchor_pool(r: _Round, pool: list[int], anchor: list, block_around, groups_
                 lst.append((-fill.get(top[b[0]], 0), b[0], b))
         lst.sort()
         free_blocks[q] = lst
-    pool = sorted(pool, key=lambda vi: (videos[vi].deadline, videos[vi].arrival, videos[vi].id))
+    # Anchor order (beyond the paper, which is EDF): videos that can still meet their deadline first, shortest
+    # work first among them. EDF hands free GPUs to the oldest, often already lost, videos and collapses under
+    # sustained overload (heavy mix, 400 requests at 24/min: 23% SLO met, SRTF 69%; with this order 64%).
+    wants: dict[int, tuple[int, bool]] = {}
+    for vi in pool:
+        v = videos[vi]
+        degs = r.degrees(v) if r.opt.elastic_sp else [1]
+        extra = r.now + r.profile.text_encode(v.model) + r.decode(v)
+        wants[vi] = (degs[-1], False)
+        for q in degs:
+            if extra + v.remaining_steps * r.t_step(v, q) <= v.deadline:
+                wants[vi] = (q, True)
+                break
+    pool = sorted(pool, key=lambda vi: (not wants[vi][1], videos[vi].remaining_steps * r.t_step(videos[vi], 1),
+                                        videos[vi].deadline, videos[vi].id))
     used_victims: set[int] = set()
     victims = None
     head: dict[int, int] = {}
     for vi in pool:
         v = videos[vi]
         degs = r.degrees(v) if r.opt.elastic_sp else [1]
-        want = degs[-1]
-        extra = r.now + r.profile.text_encode(v.model) + r.decode(v)
-        for q in degs:
-            if extra + v.remaining_steps * r.t_step(v, q) <= v.deadline:
-                want = q
-                break
+        want = wants[vi][0]
         got = None
         for q in [q for q in degs if q <= want][::-1]:
             lst = free_blocks.get(q)
