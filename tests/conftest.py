@@ -1,3 +1,5 @@
+"""Fixtures shared by the simulator and controller tests: a tiny profile with hand-derivable times."""
+
 import pytest
 
 from genserve.core.request import Modality, Request

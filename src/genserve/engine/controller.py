@@ -672,12 +672,18 @@ class Controller:
                 raise self._err(now, f"action for unknown or finished request {rid}")
 
         # 1. videos at a step boundary: pause, continue, or move
+        room = self._pause_room(actions)
+        kept: set[int] = set()
         for rid in self._boundary:
             vp = self._videos.get(rid)
             if vp is None or vp.in_flight or vp.request.status is not _RUNNING:
                 continue
             a = actions.get(rid)
             kind = _CONTINUE if a is None else a.kind
+            if kind is _HOLD and not room(vp.gpus[0]):
+                kind = _CONTINUE  # the resume that would make room cannot run now: pausing would break the limit
+                a = None
+                kept.update(vp.gpus)  # launches planned on these GPUs wait for a later round
             if kind is _HOLD:
                 pauses.append(vp)
                 free.update(vp.gpus)
@@ -692,6 +698,8 @@ class Controller:
                 free.update(vp.gpus)
             else:
                 raise self._err(now, f"video {rid} (running) cannot {kind.value}")
+        blocked_moves = [(vp, t) for vp, t in moves if not kept.isdisjoint(t)]
+        moves = [(vp, t) for vp, t in moves if kept.isdisjoint(t)]
         for vp, target in moves:
             if not claimed.isdisjoint(target):
                 raise self._err(now, f"video {vp.request.id}: GPUs of {target} are assigned twice")
@@ -704,7 +712,7 @@ class Controller:
                 free.difference_update(target)
                 steps.append((vp, target))
             moves = [(vp, t) for vp, t in moves if not any(vp is r for r, _ in ready)]
-        for vp, target in moves:  # target still busy (a mid-step video, a batch): stay, or pause if taken
+        for vp, target in moves + blocked_moves:  # target busy (mid-step video, batch, kept): stay, or pause
             if free.issuperset(vp.gpus):
                 free.difference_update(vp.gpus)
                 steps.append((vp, vp.gpus))
@@ -750,6 +758,8 @@ class Controller:
                 continue
             if (status is _QUEUED and kind is not _START) or (status is _PAUSED and kind is not _RESUME):
                 raise self._err(now, f"video {rid} ({status.value}) cannot {kind.value}")
+            if not kept.isdisjoint(a.gpus):
+                continue
             check_group(rid, a.gpus)
             claimed.update(a.gpus)
             if free.issuperset(a.gpus):
@@ -775,6 +785,8 @@ class Controller:
             g = b.gpu
             if not 0 <= g < cluster.num_gpus:
                 raise self._err(now, f"batch {i}: GPU {g} does not exist")
+            if g in kept:
+                continue
             if g in claimed:
                 raise self._err(now, f"GPU {g} is assigned twice")
             claimed.add(g)
@@ -802,6 +814,38 @@ class Controller:
         for ids, g in batches:
             self._start_batch(ids, g, now)
         self._boundary.clear()
+
+    def _pause_room(self, actions: dict) -> Callable[[int], bool]:
+        """A check `room(leader)`: may one more video pause with its state on `leader` this round?
+
+        A plan may pause a video on a GPU that already holds a paused one while resuming that one elsewhere; when
+        the resume cannot start now (its GPUs are busy), applying only the pause would exceed the paused-per-GPU
+        limit. Paused videos whose RESUME can start now (on GPUs free now or freed by this round's boundary
+        pauses and moves) do not count.
+        """
+        limit = self.max_paused_per_gpu
+        if limit is None:
+            return lambda leader: True
+        freed = set(self._free)
+        for rid in self._boundary:
+            vp = self._videos.get(rid)
+            a = actions.get(rid)
+            if vp is not None and a is not None and a.kind in (_HOLD, _RECONFIGURE) and not vp.in_flight:
+                freed.update(vp.gpus)
+        held: dict[int, int] = {}
+        for rid, home in self._paused_homes.items():
+            a = actions.get(rid)
+            if a is not None and a.kind is _RESUME and freed.issuperset(a.gpus):
+                continue
+            held[home] = held.get(home, 0) + 1
+
+        def room(leader: int) -> bool:
+            if held.get(leader, 0) >= limit:
+                return False
+            held[leader] = held.get(leader, 0) + 1
+            return True
+
+        return room
 
     def _pause(self, vp: VideoProgress, now: float) -> None:
         req = vp.request
