@@ -12,13 +12,11 @@ import time
 
 import pytest
 
-pytest.importorskip("torch")
-pytest.importorskip("diffusers")
-pytest.importorskip("genserve.executors.local")
-np = pytest.importorskip("numpy")
-Image = pytest.importorskip("PIL.Image")
-imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
+import imageio_ffmpeg  # noqa: E402  (the models extra: a broken install must fail here, not skip)
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
 
+import genserve.executors.local  # noqa: E402,F401
 from server_helpers import API_KEY, live_server, make_settings, openai_client, wait_video  # noqa: E402
 
 pytestmark = pytest.mark.slow

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from genserve.profiles import Profile
 from genserve.scheduling.options import PolicyOptions
-from genserve.scheduling.registry import BASELINES, available_policies, make_policy
+from genserve.scheduling.registry import BASELINES, make_policy
 from genserve.sim import run_simulation
 from genserve.workloads import WorkloadSpec, generate_trace, to_requests
 
@@ -111,7 +111,6 @@ def test_invariants_hypothesis(seed, gpus, policy, batching, rate, coalesce):
         check_work_conserving(res, per_gpu, gpus)
 
 
-@pytest.mark.skipif("genserve" not in available_policies(), reason="genserve policy not importable yet")
 def test_invariants_genserve():
     reqs = trace(5, n=20)
     res = run_simulation(reqs, "genserve", 8, PAPER, strict=True, log=True)
@@ -134,7 +133,7 @@ def test_same_seed_same_result(policy):
     assert a == b
 
 
-@pytest.mark.parametrize("policy", POLICIES + (["genserve"] if "genserve" in available_policies() else []))
+@pytest.mark.parametrize("policy", POLICIES + ["genserve"])
 def test_relaxed_deadlines_and_light_load_meet_every_slo(policy):
     reqs = trace(8, n=30, rate=6.0, sigma=10.0)
     s = run_simulation(reqs, policy, 8, PAPER).summary()
