@@ -116,6 +116,16 @@ class _Handle:
     given_up: bool = False
     info: dict = field(default_factory=dict)
 
+    def close_pipes(self) -> None:
+        """Mark the worker gone and close both pipe ends (a dead peer may have closed them already)."""
+        self.alive = False
+        for conn in (self.cmd, self.res):
+            try:
+                if conn is not None:
+                    conn.close()
+            except OSError:
+                pass
+
 
 def _spec(r: Request) -> dict:
     return {"prompt": r.prompt, "width": r.width, "height": r.height, "steps": r.steps, "seed": r.seed,
@@ -321,13 +331,7 @@ class LocalExecutor:
         with self._lock:
             self._closed = True
             for h in self._handles:
-                h.alive = False
-                for conn in (h.cmd, h.res):
-                    try:
-                        if conn is not None:
-                            conn.close()
-                    except OSError:
-                        pass
+                h.close_pipes()
         if self._listener is not None and self._listener is not threading.current_thread():
             self._listener.join(timeout=2.0)
         _LIVE.discard(self)
@@ -699,14 +703,8 @@ class LocalExecutor:
             return
         now = self.clock.now()
         code = getattr(h.proc, "exitcode", None)
-        h.alive = False
         h.ready = False
-        for conn in (h.cmd, h.res):
-            try:
-                if conn is not None:
-                    conn.close()
-            except OSError:
-                pass
+        h.close_pipes()
         self._death_at = time.perf_counter()
         self.log.append((now, "worker-died", f"rank {h.rank} (pid {h.pid}, exit code {code})"))
         # 1. the world: a new rendezvous for everyone, unless the dead rank never joined the current one

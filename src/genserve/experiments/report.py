@@ -101,44 +101,34 @@ def _paper(cell: dict, metric: str) -> str:
     return "" if v is None else f" ({v:g})"
 
 
+def _grid(title: str, settings: list[str], rows: list[tuple[str, list[str]]]) -> list[str]:
+    """A markdown table: one row per (label, cells), one column per setting."""
+    lines = [title, "", "| variant | " + " | ".join(settings) + " |", "|---|" + "---|" * len(settings)]
+    lines += [f"| {label} | " + " | ".join(cells) + " |" for label, cells in rows]
+    return lines + [""]
+
+
 def markdown(exp: Experiment, data: dict, seeds: int) -> str:
     summ = data["summary"]
     settings = [st.label for st in exp.settings]
+    cell = {(x["variant"], x["setting"]): x for x in summ}
+    bound = {b["setting"]: b for b in data["bounds"]}
+
+    def per_variant(fmt) -> list[tuple[str, list[str]]]:
+        return [(v.label, [fmt(cell[v.label, s]) for s in settings]) for v in exp.variants]
+
     lines = [f"### {exp.title}", ""]
     lines.append(f"SLO attainment, % of requests: ours mean ± std over {seeds} seed(s), (paper) where it reports "
                  "one. `LP bound`: the hindsight upper bound (mean over the same traces); `ratio to bound`: "
                  "requests met / bound per trace, mean [min].")
     lines.append("")
     for metric in exp.metrics:
-        lines.append(f"**{metric} SAR (%)**")
-        lines.append("")
-        lines.append("| variant | " + " | ".join(settings) + " |")
-        lines.append("|---|" + "---|" * len(settings))
-        for v in exp.variants:
-            cells = []
-            for s in settings:
-                c = next(x for x in summ if x["variant"] == v.label and x["setting"] == s)
-                flag = " ⚠" if c["stopped"] else ""
-                cells.append(_pct(c[_SAR_FIELD[metric]]) + _paper(c, metric) + flag)
-            lines.append(f"| {v.label} | " + " | ".join(cells) + " |")
-        bcells = []
-        for s in settings:
-            b = next(x for x in data["bounds"] if x["setting"] == s)
-            bcells.append(_pct(b[metric]))
-        lines.append("| **LP bound** | " + " | ".join(bcells) + " |")
-        lines.append("")
-    lines.append("**ratio to bound (overall), mean [min]**")
-    lines.append("")
-    lines.append("| variant | " + " | ".join(settings) + " |")
-    lines.append("|---|" + "---|" * len(settings))
-    for v in exp.variants:
-        cells = []
-        for s in settings:
-            c = next(x for x in summ if x["variant"] == v.label and x["setting"] == s)
-            r = c["ratio_to_bound"]
-            cells.append("-" if r["mean"] is None else f"{r['mean']:.3f} [{r['min']:.2f}]")
-        lines.append(f"| {v.label} | " + " | ".join(cells) + " |")
-    lines.append("")
+        rows = per_variant(lambda c, m=metric: _pct(c[_SAR_FIELD[m]]) + _paper(c, m) + (" ⚠" if c["stopped"] else ""))
+        rows.append(("**LP bound**", [_pct(bound[s][metric]) for s in settings]))
+        lines += _grid(f"**{metric} SAR (%)**", settings, rows)
+    lines += _grid("**ratio to bound (overall), mean [min]**", settings, per_variant(
+        lambda c: "-" if c["ratio_to_bound"]["mean"] is None
+        else f"{c['ratio_to_bound']['mean']:.3f} [{c['ratio_to_bound']['min']:.2f}]"))
     if exp.name == "e4":
         lines += _latency_table(exp, data)
     if exp.name == "ablation":
@@ -148,18 +138,9 @@ def markdown(exp: Experiment, data: dict, seeds: int) -> str:
             for c in summ if c["image_wait_mean_s"]["mean"] is not None))
         lines.append("")
     if exp.name == "scale":
-        lines.append("**decision time per round (ms), mean [max over runs of the per-run max]**")
-        lines.append("")
-        lines.append("| variant | " + " | ".join(settings) + " |")
-        lines.append("|---|" + "---|" * len(settings))
-        for v in exp.variants:
-            cells = []
-            for s in settings:
-                c = next(x for x in summ if x["variant"] == v.label and x["setting"] == s)
-                d, mx = c["decision_mean_ms"], c["decision_max_ms"]
-                cells.append("-" if d["mean"] is None else f"{d['mean']:.2f} [{mx['max']:.1f}]")
-            lines.append(f"| {v.label} | " + " | ".join(cells) + " |")
-        lines.append("")
+        lines += _grid("**decision time per round (ms), mean [max over runs of the per-run max]**", settings,
+                       per_variant(lambda c: "-" if c["decision_mean_ms"]["mean"] is None
+                                   else f"{c['decision_mean_ms']['mean']:.2f} [{c['decision_max_ms']['max']:.1f}]"))
     stopped = [c for c in summ if c["stopped"]]
     if stopped:
         lines.append("⚠: a run hit its wall budget; requests still live then count as missed.")
