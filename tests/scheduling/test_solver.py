@@ -30,7 +30,7 @@ def brute_force(n: int, videos: list[VideoOptions], must: dict[int, frozenset[in
             if ci is None:
                 total += videos[vi].hold
                 continue
-            block, value = videos[vi].cands[ci]
+            block, value = videos[vi].cands[ci][:2]  # a policy may keep more fields after these
             if value == NEG:
                 ok = False
                 break
@@ -141,7 +141,7 @@ def test_policy_instances_equal_brute_force(monkeypatch):
             if size > 20000:
                 continue
             if forbid:
-                videos = [VideoOptions(v.hold, [(b, x) if forbid.isdisjoint(b) else (b, NEG) for b, x in v.cands])
+                videos = [VideoOptions(v.hold, [(c[0], c[1]) if forbid.isdisjoint(c[0]) else (c[0], NEG) for c in v.cands])
                           for v in videos]
             want = brute_force(dp.n, videos, dp.must)
             if not want:

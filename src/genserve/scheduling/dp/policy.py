@@ -14,7 +14,6 @@ Each round (a pure function of the snapshot):
 from __future__ import annotations
 
 import gc
-from dataclasses import dataclass
 from functools import lru_cache
 
 from genserve.core.plan import HOLD, Action, ActionKind, Plan
@@ -30,13 +29,20 @@ _RUNNING_S = RequestStatus.RUNNING
 _PAUSED_S = RequestStatus.PAUSED
 
 
-@dataclass(slots=True)
-class _Cand:
-    kind: ActionKind
-    block: tuple[int, ...]
-    finish: float
-    count: int
-    score: float
+# a video candidate: (block, value for the solver, kind, count, score), a plain tuple (the hot path builds
+# thousands per round); value = count * big + score
+_BLOCK, _VALUE, _KIND, _COUNT, _SCORE = range(5)
+
+# Actions are immutable and the same (kind, block) recurs every round: one object each (bounded by the number of
+# aligned groups times the action kinds)
+_ACTIONS: dict[tuple, Action] = {}
+
+
+def _action(kind: ActionKind, block: tuple[int, ...]) -> Action:
+    a = _ACTIONS.get((kind, block))
+    if a is None:
+        a = _ACTIONS[(kind, block)] = Action(kind, block)
+    return a
 
 
 @lru_cache(maxsize=64)
@@ -85,21 +91,27 @@ class _Round:
                         self.locked[g] = True
                     else:
                         self.owner[g] = i
-        self.step_end = [self._step_end(v) for v in self.videos]
+        self.step_end = step_end = [self._step_end(v) for v in self.videos]
         bu = snap.busy_until
-        # GPUs a video may take this round: its own, another running video's, or idle ones
-        self.veligible = [not self.locked[g] and (self.owner[g] >= 0 or bu[g] <= now) for g in range(n)]
-        self.free = [self.veligible[g] and self.owner[g] < 0 for g in range(n)]
-        # when each GPU could start an image if no video keeps it
-        self.avail = [0.0] * n
+        owner, locked = self.owner, self.locked
+        # veligible: GPUs a video may take this round (its own, another running video's, or idle ones);
+        # free: idle ones; avail: when each GPU could start an image if no video keeps it
+        self.veligible = veligible = [False] * n
+        self.free = free = [False] * n
+        self.avail = avail = [0.0] * n
         for g in range(n):
-            o = self.owner[g]
-            if self.locked[g]:
-                self.avail[g] = INF
+            o = owner[g]
+            b = bu[g]
+            if locked[g]:
+                avail[g] = INF
             elif o >= 0:
-                self.avail[g] = max(self.step_end[o], bu[g])
+                veligible[g] = True
+                e = step_end[o]
+                avail[g] = e if e >= b else b
             else:
-                self.avail[g] = max(now, bu[g])
+                if b <= now:
+                    veligible[g] = free[g] = True
+                avail[g] = b if b > now else now
         self.image_active = (snap.last_image_arrival is not None
                              and now - snap.last_image_arrival < options.idle_resume_s)
 
@@ -333,24 +345,17 @@ def _dp_plan(r: _Round, batching: bool) -> Plan:
             hit = elig_cache[b] = all(veligible[g] for g in b)
         return hit
 
-    cands: list[list[_Cand]] = [[] for _ in range(nv)]
-    copts: list[list[tuple]] = [[] for _ in range(nv)]  # (block, count * big + score) per candidate, for the solver
+    cands: list[list[tuple]] = [[] for _ in range(nv)]  # (block, value, kind, count, score), see _BLOCK..
+    feasible = [False] * nv  # some candidate meets the deadline (counts)
     hold_val: list[tuple[int, float]] = [(0, 0.0)] * nv
     anchor: list[int | None] = [None] * nv
     fixed: dict[int, Action] = {}
     paused_home: dict[int, list[int]] = {}
 
+    now = r.now
     slack_ref = [0.0] * nv  # slack at the current degree (running) or at SP 1 from now (others)
     cont_finish: dict[int, float] = {}
-    for vi, v in enumerate(videos):
-        if v.status is RequestStatus.RUNNING and not v.decoding and v.gpus and tuple(v.gpus) in r.valid:
-            f = cont_finish[vi] = r.finish(vi, tuple(v.gpus))
-            slack_ref[vi] = v.deadline - f
-        elif not v.decoding:
-            slack_ref[vi] = v.deadline - r.now - v.remaining_steps * r.t_step(v, 1) - r.decode(v)
     r.slack_ref = slack_ref
-
-    now = r.now
     prefer_fast, w_victim = tun.prefer_fast, tun.victim_weight
     lost_score = tun.lost_video_score
     age_after = tun.age_after if opt.tail_guard else None
@@ -364,6 +369,7 @@ def _dp_plan(r: _Round, batching: bool) -> Plan:
         lax = v.deadline - f
         if lax >= 0:
             c = 1
+            feasible[vi] = True
             if prefer_fast:
                 s = 0.5 + (0.5 - w_victim) / (1.0 + (f - now)) + w_victim / (1.0 + max(0.0, slack_ref[vi]))
             else:
@@ -373,8 +379,8 @@ def _dp_plan(r: _Round, batching: bool) -> Plan:
             c = 0
             if age_after is not None and now - v.deadline >= age_after * max(1e-9, v.deadline - v.arrival):
                 c = 1
-        cands[vi].append(_Cand(kind, block, f, c, s))
-        copts[vi].append((block, c * big + s))
+                feasible[vi] = True
+        cands[vi].append((block, c * big + s, kind, c, s))
 
     def hold_value(v: VideoView, p_ref: int, base: float) -> tuple[int, float]:
         """A hold scores zero in the paper. With `hold_counts`, a video that can still finish on time after a
@@ -394,13 +400,20 @@ def _dp_plan(r: _Round, batching: bool) -> Plan:
     CONT, RECONF = ActionKind.CONTINUE, ActionKind.RECONFIGURE
     valid = r.valid
     hold_counts = tun.hold_counts
+    t_step, decode = r.t_step, r.decode
     nbr: dict[tuple, tuple] = {}  # (model, degree) -> (one degree down, one degree up)
     for vi, v in enumerate(videos):
-        if v.status is RUNNING:
+        status = v.status
+        if status is RUNNING:
             gpus = v.gpus
             if v.decoding:
-                fixed[vi] = Action(CONT, gpus)
+                fixed[vi] = _action(CONT, gpus)
                 continue
+            if gpus and gpus in valid:
+                f = cont_finish[vi] = finish_of(vi, gpus)
+                slack_ref[vi] = v.deadline - f
+            else:
+                slack_ref[vi] = v.deadline - now - (v.steps - v.steps_done) * t_step(v, 1) - decode(v)
             anchor[vi] = gpus[0]
             p = len(gpus)
             if gpus in valid:
@@ -425,9 +438,13 @@ def _dp_plan(r: _Round, batching: bool) -> Plan:
                         if not (tun.gate_scale_up and r.image_active and not tight):
                             add(vi, RECONF, b)
             if hold_counts:
-                base = cands[vi][0].score if cands[vi] and cands[vi][0].count else 0.5
+                c0 = cands[vi][0] if cands[vi] else None
+                base = c0[_SCORE] if c0 is not None and c0[_COUNT] else 0.5
                 hold_val[vi] = hold_value(v, p, base)
-        elif v.status is PAUSED:
+            continue
+        if not v.decoding:
+            slack_ref[vi] = v.deadline - now - (v.steps - v.steps_done) * t_step(v, 1) - decode(v)
+        if status is PAUSED:
             h = v.home_gpu
             if h is not None:
                 paused_home.setdefault(h, []).append(vi)
@@ -446,19 +463,6 @@ def _dp_plan(r: _Round, batching: bool) -> Plan:
     # pool videos (queued, or paused with an unusable home): allocate an anchor in EDF order, best fit
     _anchor_pool(r, pool, anchor, block_around, groups_of)
 
-    for vi in range(nv):
-        if vi in fixed or anchor[vi] is None:
-            continue
-        v = videos[vi]
-        if v.status is RequestStatus.RUNNING:
-            continue
-        kind = ActionKind.RESUME if v.status is RequestStatus.PAUSED else ActionKind.START
-        degs = r.degrees(v) if elastic else [1]
-        for q in degs:
-            b = block_around(anchor[vi], q)
-            if b and eligible(b):
-                add(vi, kind, b)
-
     # leaf constraints: paused-per-GPU limit, no preemption, tail guard
     must: dict[int, set[int]] = {}
 
@@ -466,8 +470,21 @@ def _dp_plan(r: _Round, batching: bool) -> Plan:
         must[g] = must[g] & allowed if g in must else set(allowed)
 
     preemption = opt.preemption
+    critical = tun.critical_rule
+    soft: dict[int, set[int]] = {}
+    guard = opt.tail_guard
+    max_pauses, cap_feasible_only = tun.max_pauses, tun.cap_feasible_only
+    RESUME, START = ActionKind.RESUME, ActionKind.START
     for vi, v in enumerate(videos):
-        if v.status is not RequestStatus.RUNNING or vi in fixed or anchor[vi] is None:
+        a = anchor[vi]
+        if a is None or vi in fixed:
+            continue
+        if v.status is not RUNNING:
+            kind = RESUME if v.status is PAUSED else START
+            for q in (r.degrees(v) if elastic else (1,)):
+                b = block_around(a, q)
+                if b and eligible(b):
+                    add(vi, kind, b)
             continue
         L = v.gpus[0]
         ph = paused_home.get(L)
@@ -475,20 +492,12 @@ def _dp_plan(r: _Round, batching: bool) -> Plan:
             homed = [u for u in ph if anchor[u] == L] if ph else []
             require(L, {vi} | (set(homed) if preemption else set()))
         # never pause a video with slack <= 0 that can still make it (a hopeless one may yield)
-        if tun.critical_rule and slack_ref[vi] <= 0 and any(c.count for c in cands[vi]):
+        if critical and slack_ref[vi] <= 0 and feasible[vi]:
             require(L, {vi})
-    soft: dict[int, set[int]] = {}
-    if opt.tail_guard:
-        for vi, v in enumerate(videos):
-            if (v.status is RequestStatus.RUNNING and vi not in fixed and anchor[vi] is not None
-                    and v.pauses >= tun.max_pauses
-                    and (not tun.cap_feasible_only or any(c.count for c in cands[vi]))):
-                soft[v.gpus[0]] = {vi}
+        if guard and v.pauses >= max_pauses and (not cap_feasible_only or feasible[vi]):
+            soft[L] = {vi}
 
-    options = []
-    for vi in range(nv):
-        hc, hs = hold_val[vi]
-        options.append(VideoOptions(hc * big + hs, copts[vi]))
+    options = [VideoOptions(hc * big + hs, co) for (hc, hs), co in zip(hold_val, cands)]
 
     must_f = {g: frozenset(x) for g, x in must.items()}
     merged = None
@@ -552,7 +561,7 @@ def _dp_plan(r: _Round, batching: bool) -> Plan:
             choice = sol.choose(k)
             used = set()
             for vi, ci in choice.items():
-                used.update(cands[vi][ci].block)
+                used.update(cands[vi][ci][_BLOCK])
             if table.images:
                 slots = []
                 need = len(table.images)  # one batch per slot, at least one image per batch
@@ -589,10 +598,10 @@ def _dp_plan(r: _Round, batching: bool) -> Plan:
             plan.actions[v.id] = fixed[vi]
         elif vi in choice:
             c = cands[vi][choice[vi]]
-            kind = c.kind
-            if kind is ActionKind.RECONFIGURE and c.block == tuple(v.gpus):
+            kind, block = c[_KIND], c[_BLOCK]
+            if kind is ActionKind.RECONFIGURE and block == v.gpus:
                 kind = ActionKind.CONTINUE
-            plan.actions[v.id] = Action(kind, c.block)
+            plan.actions[v.id] = _action(kind, block)
         else:
             plan.actions[v.id] = HOLD
     for im in r.snap.images:
@@ -627,43 +636,52 @@ def _anchor_pool(r: _Round, pool: list[int], anchor: list, block_around, groups_
         if not f:
             acc += 1
         taken[g + 1] = acc
-    fill: dict[tuple, int] = {}
-    for b in groups_of.get(top_deg, ()):
-        fill[b] = taken[b[-1] + 1] - taken[b[0]]
-    # candidate free blocks per degree, best fit first (computed once; stale entries are skipped)
+    fill: dict[tuple, int] | None = None
+    # candidate free blocks per degree, best fit first (built when first needed; stale entries are skipped)
     free_blocks: dict[int, list] = {}
-    for q in r.usable:
-        lst = []
-        for b in groups_of.get(q, ()):
-            if taken[b[-1] + 1] == taken[b[0]]:
-                lst.append((-fill.get(top[b[0]], 0), b[0], b))
-        lst.sort()
-        free_blocks[q] = lst
+
+    def blocks_of(q: int) -> list:
+        nonlocal fill
+        lst = free_blocks.get(q)
+        if lst is None:
+            if fill is None:
+                fill = {b: taken[b[-1] + 1] - taken[b[0]] for b in groups_of.get(top_deg, ())}
+            lst = [(-fill.get(top[b[0]], 0), b[0], b) for b in groups_of.get(q, ())
+                   if taken[b[-1] + 1] == taken[b[0]]]
+            lst.sort()
+            free_blocks[q] = lst
+        return lst
+
     # Anchor order (beyond the paper, which is EDF): videos that can still meet their deadline first, shortest
     # work first among them. EDF hands free GPUs to the oldest, often already lost, videos and collapses under
     # sustained overload (heavy mix, 400 requests at 24/min: 23% SLO met, SRTF 69%; with this order 64%).
     wants: dict[int, tuple[int, bool]] = {}
+    elastic = r.opt.elastic_sp
+    order: dict[int, tuple] = {}
     for vi in pool:
         v = videos[vi]
-        degs = r.degrees(v) if r.opt.elastic_sp else [1]
-        extra = r.now + r.profile.text_encode(v.model) + r.decode(v)
-        wants[vi] = (degs[-1], False)
+        degs = r.degrees(v) if elastic else (1,)
+        rem = v.steps - v.steps_done
+        extra = r.now + r.cost("encode", v.model, 0) + r.decode(v)
+        w = (degs[-1], False)
         for q in degs:
-            if extra + v.remaining_steps * r.t_step(v, q) <= v.deadline:
-                wants[vi] = (q, True)
+            if extra + rem * r.t_step(v, q) <= v.deadline:
+                w = (q, True)
                 break
-    pool = sorted(pool, key=lambda vi: (not wants[vi][1], videos[vi].remaining_steps * r.t_step(videos[vi], 1),
-                                        videos[vi].deadline, videos[vi].id))
-    used_victims: set[int] = set()
+        wants[vi] = w
+        order[vi] = (not w[1], rem * r.t_step(v, 1), v.deadline, v.id)
+    pool = sorted(pool, key=order.__getitem__)
     victims = None
+    next_victim = 0
     head: dict[int, int] = {}
+    usable = r.usable
     for vi in pool:
         v = videos[vi]
-        degs = r.degrees(v) if r.opt.elastic_sp else [1]
+        degs = r.degrees(v) if elastic else (1,)
         want = wants[vi][0]
         got = None
         for q in [q for q in degs if q <= want][::-1]:
-            lst = free_blocks.get(q)
+            lst = blocks_of(q) if q in usable else None
             if not lst:
                 continue
             pos = head.get(q, 0)
@@ -680,7 +698,7 @@ def _anchor_pool(r: _Round, pool: list[int], anchor: list, block_around, groups_
             continue
         if not r.opt.preemption:
             continue
-        if victims is None:
+        if victims is None:  # running videos by descending slack, each the anchor of at most one pool video
             victims = []
             for ui, u in enumerate(videos):
                 if u.status is RequestStatus.RUNNING and not u.decoding and u.gpus:
@@ -688,9 +706,7 @@ def _anchor_pool(r: _Round, pool: list[int], anchor: list, block_around, groups_
                     if slack > 0:
                         victims.append((-slack, u.id, ui))
             victims.sort()
-        while victims and victims[0][2] in used_victims:
-            victims.pop(0)
-        if victims:
-            ui = victims.pop(0)[2]
-            used_victims.add(ui)
+        if next_victim < len(victims):
+            ui = victims[next_victim][2]
+            next_victim += 1
             anchor[vi] = videos[ui].gpus[0]

@@ -25,8 +25,10 @@ tail guard's "this video may not be paused again".
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import lru_cache
+from typing import NamedTuple
 
 NEG = float("-inf")
 
@@ -74,12 +76,13 @@ def build_tree(num_gpus: int, gpus_per_node: int, degrees: tuple[int, ...]) -> T
     return Tree(blocks, index, children, parent, roots, leaf)
 
 
-@dataclass
-class VideoOptions:
-    """What the solver needs of one video: the value of holding and its non-hold candidates (block, value)."""
+class VideoOptions(NamedTuple):
+    """What the solver needs of one video: the value of holding and its non-hold candidates (block, value, ...):
+    tuples whose first two fields are the block and the value (a policy may keep more fields after them).
+    A named tuple: a round builds one per video."""
 
     hold: float
-    cands: list[tuple[tuple[int, ...], float]] = field(default_factory=list)
+    cands: Sequence[tuple] = ()
 
 
 @dataclass
@@ -126,7 +129,9 @@ class VideoDP:
                 continue
             hold = v.hold
             first_max, last_min = -1, num_gpus
-            for ci, (block, value) in enumerate(cands):
+            for ci, c in enumerate(cands):
+                block = c[0]
+                value = c[1]
                 if block[0] > first_max:
                     first_max = block[0]
                 if block[-1] < last_min:
@@ -159,6 +164,14 @@ class VideoDP:
                 x = tree.parent[x]
         self.active = active
         self.cons = cons
+        # per constrained block: the videos allowed to take it whole (in every must set of the GPUs below it)
+        allowed: dict[int, frozenset[int]] = {}
+        for x, gs in cons.items():
+            a = self.must[gs[0]]
+            for g in gs[1:]:
+                a = a & self.must[g]
+            allowed[x] = a
+        self.allowed = allowed
         self.ignore = frozenset(ignore)
         root_of = tree.__dict__.get("_root_of")
         if root_of is None:
@@ -180,14 +193,16 @@ class VideoDP:
         hit = self._cache.get(key)
         if hit is not None:
             return hit
-        tree, active, cons, must, on_block = self.tree, self.active, self.cons, self.must, self.on_block
+        tree, active, cons, allowed, on_block = self.tree, self.active, self.cons, self.allowed, self.on_block
+        children = tree.children
+        sizes = _sizes(tree)
         F: dict[int, dict[int, float]] = {}
         back: dict[int, tuple] = {}
         for x in _subtree(tree, r):  # bottom-up
             if not active[x]:
                 continue
-            size = len(tree.blocks[x])
-            ch = tree.children[x]
+            size = sizes[x]
+            ch = children[x]
             if ch:
                 c0 = ch[0]
                 cur = F[c0] if active[c0] else _ZERO
@@ -199,9 +214,9 @@ class VideoDP:
                 cur = {} if x in cons else {0: 0.0}
                 split = None
             best_self = None
-            cl = cons.get(x, ())
+            ok = allowed.get(x)
             for vi, ci, val, block in on_block.get(x, ()):
-                if cl and any(vi not in must[g] for g in cl):
+                if ok is not None and vi not in ok:
                     continue
                 if forbid and not forbid.isdisjoint(block):
                     continue
@@ -295,6 +310,13 @@ class VideoDP:
 _ZERO = {0: 0.0}
 
 
+def _sizes(tree: Tree) -> list[int]:
+    hit = tree.__dict__.get("_sizes")
+    if hit is None:
+        hit = tree.__dict__["_sizes"] = [len(b) for b in tree.blocks]
+    return hit
+
+
 def _subtree(tree: Tree, r: int) -> list[int]:
     """Blocks of the subtree rooted at r, children before parents."""
     cache = tree.__dict__.setdefault("_sub", {})
@@ -337,7 +359,7 @@ def solve(tree: Tree | None, num_gpus: int, videos: list[VideoOptions],
         if forbid:
             if any(g in forbid for g in must):
                 return None
-            videos = [VideoOptions(v.hold, [(b, val) if forbid.isdisjoint(b) else (b, NEG) for b, val in v.cands])
+            videos = [VideoOptions(v.hold, [(c[0], c[1] if forbid.isdisjoint(c[0]) else NEG) for c in v.cands])
                       for v in videos]
         return _solve_generic(num_gpus, videos, must, sum(v.hold for v in videos))
     return VideoDP(tree, num_gpus, videos, must).solve(forbid)
@@ -349,7 +371,8 @@ def _solve_generic(num_gpus: int, videos: list[VideoOptions], must: dict[int, fr
     for vi, v in enumerate(videos):
         nxt = dict(states)
         for mask, (val, picks) in states.items():
-            for ci, (block, value) in enumerate(v.cands):
+            for ci, c in enumerate(v.cands):
+                block, value = c[0], c[1]
                 if value == NEG:
                     continue
                 m = 0
