@@ -84,16 +84,23 @@ class _Round:
         self._shapes: dict[tuple, tuple] = {}
         self._bstart: dict[tuple, float] = {}  # block -> when a video that does not run now could start on it
         self._vshape: list = [None] * len(self.videos)
-        for i, v in enumerate(self.videos):
-            if v.status is RequestStatus.RUNNING:
-                for g in v.gpus:
-                    if v.decoding:
-                        self.locked[g] = True
-                    else:
-                        self.owner[g] = i
-        self.step_end = step_end = [self._step_end(v) for v in self.videos]
-        bu = snap.busy_until
+        step_end = self.step_end = [0.0] * len(self.videos)
         owner, locked = self.owner, self.locked
+        for i, v in enumerate(self.videos):
+            if v.status is _RUNNING_S:
+                if v.decoding:
+                    for g in v.gpus:
+                        locked[g] = True
+                    step_end[i] = v.busy_until if v.busy_until > now else now
+                    continue
+                for g in v.gpus:
+                    owner[g] = i
+                b = v.busy_until
+                step_end[i] = (b if b > now else now) if b >= now - 1e-9 else self._step_end(v)
+            else:
+                b = v.busy_until
+                step_end[i] = b if b > now else now
+        bu = snap.busy_until
         # veligible: GPUs a video may take this round (its own, another running video's, or idle ones);
         # free: idle ones; avail: when each GPU could start an image if no video keeps it
         self.veligible = veligible = [False] * n
@@ -336,14 +343,16 @@ def _dp_plan(r: _Round, batching: bool) -> Plan:
         t = around.get(p)
         return t[g] if t is not None else None
 
-    veligible = r.veligible
-    elig_cache: dict[tuple[int, ...], bool] = {}
+    # aligned blocks are contiguous GPU ranges: a prefix count of ineligible GPUs checks one in O(1)
+    inel = [0] * (r.n + 1)
+    acc = 0
+    for g, ok in enumerate(r.veligible):
+        if not ok:
+            acc += 1
+        inel[g + 1] = acc
 
     def eligible(b: tuple[int, ...]) -> bool:
-        hit = elig_cache.get(b)
-        if hit is None:
-            hit = elig_cache[b] = all(veligible[g] for g in b)
-        return hit
+        return inel[b[-1] + 1] == inel[b[0]]
 
     cands: list[list[tuple]] = [[] for _ in range(nv)]  # (block, value, kind, count, score), see _BLOCK..
     feasible = [False] * nv  # some candidate meets the deadline (counts)

@@ -201,27 +201,36 @@ class VideoDP:
         for x in _subtree(tree, r):  # bottom-up
             if not active[x]:
                 continue
-            size = sizes[x]
-            ch = children[x]
-            if ch:
-                c0 = ch[0]
-                cur = F[c0] if active[c0] else _ZERO
-                split = [(c0, None)]  # None: the first child's own vector (k -> (0, k))
-                for c in ch[1:]:
-                    cur, arg = _merge(cur, F[c] if active[c] else _ZERO, size)
-                    split.append((c, arg))
-            else:
-                cur = {} if x in cons else {0: 0.0}
-                split = None
             best_self = None
-            ok = allowed.get(x)
-            for vi, ci, val, block in on_block.get(x, ()):
-                if ok is not None and vi not in ok:
-                    continue
-                if forbid and not forbid.isdisjoint(block):
-                    continue
-                if best_self is None or val > best_self[2]:
-                    best_self = (vi, ci, val)
+            here = on_block.get(x)
+            if here:
+                ok = allowed.get(x)
+                for vi, ci, val, block in here:
+                    if ok is not None and vi not in ok:
+                        continue
+                    if forbid and not forbid.isdisjoint(block):
+                        continue
+                    if best_self is None or val > best_self[2]:
+                        best_self = (vi, ci, val)
+            ch = children[x]
+            if not ch:  # a leaf: nothing below it, so taking it whole always beats k = 1 otherwise
+                if best_self is None:
+                    cur = _EMPTY if x in cons else _ZERO
+                else:
+                    cur = {1: best_self[2]} if x in cons else {0: 0.0, 1: best_self[2]}
+                F[x] = cur
+                back[x] = (None, best_self)
+                continue
+            size = sizes[x]
+            c0 = ch[0]
+            cur = F[c0] if active[c0] else _ZERO
+            split = [(c0, None)]  # None: the first child's own vector (k -> (0, k))
+            for c in ch[1:]:
+                if active[c]:
+                    cur, arg = _merge(cur, F[c], size)
+                    split.append((c, arg))
+                else:
+                    split.append((c, _SAME))  # an idle child adds nothing: k -> (k, 0)
             if best_self is not None and best_self[2] > cur.get(size, NEG):
                 cur = dict(cur)
                 cur[size] = best_self[2]
@@ -307,7 +316,9 @@ class VideoDP:
         return Solution({n_eff - u: v + base for u, v in cur.items()}, pick)
 
 
-_ZERO = {0: 0.0}
+_ZERO = {0: 0.0}  # shared, never mutated
+_EMPTY: dict[int, float] = {}
+_SAME = object()  # back-pointer marker: the merge with an idle child kept every k on the left
 
 
 def _sizes(tree: Tree) -> list[int]:
@@ -341,7 +352,12 @@ def _pick_block(tree: Tree, F, back, x: int, k: int, out: dict[int, int]) -> Non
         return
     ks = k  # walk the pairwise merges backwards
     for c, arg in reversed(split):
-        ka, kc = (0, ks) if arg is None else arg[ks]
+        if arg is None:
+            ka, kc = 0, ks
+        elif arg is _SAME:
+            ka, kc = ks, 0
+        else:
+            ka, kc = arg[ks]
         if kc and c in back:
             _pick_block(tree, F, back, c, kc, out)
         ks = ka
