@@ -156,7 +156,7 @@ class Controller:
     def __init__(self, policy, cluster: ClusterSpec, profile, executor: Executor, clock, *, strict: bool = False,
                  max_paused_per_gpu: int | None = None, step_rounds: str | None = None,
                  on_finish: Callable[[RequestRecord], None] | None = None, coalesce_steps: bool = False,
-                 online_correction=None) -> None:
+                 online_correction=None, scoped_rounds: bool | None = None) -> None:
         self.policy = policy
         self.cluster = cluster
         # online profile correction (profiles/online.py): True, or an OnlineCorrection to share / configure. The
@@ -191,6 +191,13 @@ class Controller:
         self._replan_moves = mode == "events_or_waiting"
         self.on_finish = on_finish
         self.policy_name = getattr(policy, "name", type(policy).__name__)
+        # node-scoped rounds (engine/scope.py): plan only the touched nodes while nothing waits anywhere
+        if scoped_rounds is None:
+            scoped_rounds = bool(getattr(policy, "node_scoped_rounds", False))
+        self.scoped = (scoped_rounds and cluster.num_gpus > cluster.gpus_per_node
+                       and cluster.num_gpus % cluster.gpus_per_node == 0)
+        self._touched: set[int] | None = set()  # nodes with an event since the last round; None: every node
+        self.scoped_rounds = 0
 
         n = cluster.num_gpus
         self.requests: dict[str, Request] = {}
@@ -261,7 +268,7 @@ class Controller:
             self._stale.add(rid)
             self._queued_videos += 1
         self.live += 1
-        self._dirty = True
+        self._mark_all()
 
     def cancel(self, request_id: str) -> bool:
         """Cancel a live request. Queued and paused requests end now; a running video at its next step boundary
@@ -279,7 +286,7 @@ class Controller:
                 for b in self._batches.values():
                     if request_id in b.request_ids:
                         b.cancelled.add(request_id)
-            self._dirty = True
+            self._mark_all()
             return True
         vp = self._videos[request_id]
         if req.status is _QUEUED:
@@ -299,7 +306,7 @@ class Controller:
             self._release(vp.gpus)
             self.executor.discard(req, vp.gpus)
             self._drop_video(vp, RequestStatus.CANCELLED, now)
-        self._dirty = True
+        self._mark_all()
         return True
 
     # ---- events ------------------------------------------------------------------------------------------
@@ -322,7 +329,7 @@ class Controller:
     def wake(self) -> None:
         """The time asked for by `wake_at` has come: the next flush runs a round."""
         self.wake_at = None
-        self._dirty = True
+        self._mark_all()
 
     def _on_step(self, ev: StepDone) -> None:
         vp = self._videos.get(ev.request_id)
@@ -344,18 +351,18 @@ class Controller:
         vp.truncated = False
         if vp.replan:  # a plan wanted this video to pause or move while it was mid-step: decide now
             vp.replan = False
-            self._dirty = True
+            self._mark(vp.gpus[0])
         if vp.cancel_pending:
             self._release(vp.gpus)
             self.executor.discard(req, vp.gpus)
             self._drop_video(vp, RequestStatus.CANCELLED, ev.time)
-            self._dirty = True
+            self._mark(vp.gpus[0])
             return
         if vp.steps_done >= req.steps:
             leader = vp.gpus[0]
             if len(vp.gpus) > 1:
                 self._release(vp.gpus[1:])
-                self._dirty = True
+                self._mark(leader)
             vp.gpus = (leader,)
             vp.decoding = True
             end = ev.time + self.profile.video_decode(req.model, req.width, req.height, req.frames)
@@ -375,7 +382,7 @@ class Controller:
         self._release(vp.gpus)
         status = RequestStatus.CANCELLED if vp.cancel_pending else RequestStatus.DONE
         self._drop_video(vp, status, ev.time)
-        self._dirty = True
+        self._mark(vp.gpus[0])
 
     def _on_batch(self, ev: BatchDone) -> None:
         key = None
@@ -397,7 +404,7 @@ class Controller:
         for rid in b.request_ids:
             req = self.requests[rid]
             self._finish(req, RequestStatus.CANCELLED if rid in b.cancelled else RequestStatus.DONE, ev.time)
-        self._dirty = True
+        self._mark(b.gpu)
 
     def _on_failed(self, ev: Failed) -> None:
         now = ev.time
@@ -436,7 +443,7 @@ class Controller:
                     self._stale.add(rid)
                 else:
                     self._drop_video(vp, RequestStatus.FAILED, now)
-        self._dirty = True
+        self._mark_all()
 
     def _requeue_image(self, req: Request, now: float, retryable: bool) -> None:
         if req.status.terminal:
@@ -450,6 +457,17 @@ class Controller:
             self._finish(req, RequestStatus.FAILED, now)
 
     # ---- bookkeeping ---------------------------------------------------------------------------------------
+    def _mark(self, gpu: int) -> None:
+        """An event on `gpu`'s node calls for a round."""
+        self._dirty = True
+        if self._touched is not None:
+            self._touched.add(gpu // self.cluster.gpus_per_node)
+
+    def _mark_all(self) -> None:
+        """An event that concerns the whole cluster (an arrival, a cancellation, a wake-up, a failure)."""
+        self._dirty = True
+        self._touched = None
+
     def _release(self, gpus: Iterable[int]) -> None:
         for g in gpus:
             self._owner[g] = None
@@ -622,11 +640,37 @@ class Controller:
                          r.status, vp.gpus if r.status is _RUNNING else (), vp.home_gpu, vp.busy_until, vp.decoding,
                          vp.pauses, vp.sp_changes)
 
+    def _round_scope(self) -> list[int] | None:
+        """The nodes this round plans, or None for the whole cluster (see engine/scope.py): only while nothing
+        waits anywhere (no queued image or video, no paused video that would resume outside its home node)."""
+        touched = self._touched
+        if not self.scoped or touched is None or self._images or self._queued_videos > 0:
+            return None
+        if self._wait_scope() is _ALL:
+            return None
+        nodes = set(touched)
+        per = self.cluster.gpus_per_node
+        for rid in self._boundary:
+            vp = self._videos.get(rid)
+            if vp is not None and vp.gpus:
+                nodes.add(vp.gpus[0] // per)
+        if not nodes or len(nodes) * per >= self.cluster.num_gpus:
+            return None
+        return sorted(nodes)
+
     def round(self) -> Plan:
         """Snapshot, plan, apply. Returns the plan (for tests and tracing)."""
         self._dirty = False
         self.rounds += 1
+        scope = self._round_scope()
+        self._touched = set()
         snap = self.snapshot()
+        gmap = None
+        if scope is not None:
+            from genserve.engine.scope import sub_snapshot
+
+            self.scoped_rounds += 1
+            snap, gmap = sub_snapshot(snap, scope)
         plan = self.policy.plan(snap)
         if not isinstance(plan, Plan):
             raise PlanError(f"policy {self.policy_name} returned {type(plan).__name__}, not a Plan")
@@ -637,6 +681,10 @@ class Controller:
             if bad:
                 raise PlanError(f"policy {self.policy_name} returned an invalid plan at t={snap.now:.6f}: "
                                 + "; ".join(bad[:5]) + (f" (+{len(bad) - 5} more)" if len(bad) > 5 else ""))
+        if gmap is not None:
+            from genserve.engine.scope import lift_plan
+
+            plan = lift_plan(plan, gmap)
         self._apply(plan, snap.now)
         wake = plan.wake_at
         if wake is not None and wake > snap.now:

@@ -42,7 +42,7 @@ def _fresh(r: Request) -> Request:
 def run_simulation(requests: Sequence[Request], policy, cluster: ClusterSpec | int, profile, *, options=None,
                    strict: bool = False, log: bool = False, until: float | None = None,
                    coalesce_steps: bool = True, wall_budget_s: float | None = None, executor_profile=None,
-                   online_correction=False) -> SimResult:
+                   online_correction=False, scoped_rounds: bool | None = None) -> SimResult:
     """Simulate `requests` under `policy` and return a SimResult (records, counters, `summary()`).
 
     policy: a Policy object, or a registry name (`make_policy(name, options)`).
@@ -57,6 +57,7 @@ def run_simulation(requests: Sequence[Request], policy, cluster: ClusterSpec | i
     policy trust (`profile`): a drift the policy does not know about. Default: `profile`.
     online_correction: correct the controller's profile online from the measured durations (profiles/online.py;
     True or an OnlineCorrection); a no-op when the executor follows `profile`. `info["correction"]` has the factors.
+    scoped_rounds: plan only the touched nodes while nothing waits (engine/scope.py); None: as the policy says.
     The input requests are not modified (each run works on fresh copies).
     """
     t0 = time.perf_counter()
@@ -94,7 +95,7 @@ def run_simulation(requests: Sequence[Request], policy, cluster: ClusterSpec | i
 
     executor = SimExecutor(executor_profile or profile, cluster, clock, schedule, log=log)
     ctl = Controller(policy, cluster, profile, executor, clock, strict=strict, coalesce_steps=coalesce_steps,
-                     online_correction=online_correction)
+                     online_correction=online_correction, scoped_rounds=scoped_rounds)
     # validate every distinct request shape once, up front: a bad trace fails before simulating anything
     shapes = {}
     for r in reqs:
@@ -151,6 +152,7 @@ def run_simulation(requests: Sequence[Request], policy, cluster: ClusterSpec | i
         rounds=ctl.rounds, events=ctl.events + i, preemptions=ctl.preemptions, sp_changes=ctl.sp_changes,
         wall_s=time.perf_counter() - t0, log=executor.log,
         info={"profile": profile.name, "gpus_per_node": cluster.gpus_per_node, "stopped": stopped, "submitted": i,
+              "scoped_rounds": ctl.scoped_rounds,
               **({"correction": ctl.correction.factors()} if ctl.correction is not None else {})},
     )
 

@@ -273,6 +273,9 @@ class GenServePolicy:
     # of a video that just changed degree: it moves one degree per round); see the controller's round_due.
     # Same SAR per seed as "always" on the compare settings, far fewer rounds, and the simulator coalesces steps.
     step_rounds = "events_or_waiting"
+    # while nothing waits, the DP decomposes by node: the controller may plan only the touched nodes
+    # (engine/scope.py)
+    node_scoped_rounds = True
 
     def __init__(self, options: PolicyOptions | None = None, tuning: Tuning | None = None) -> None:
         self.options = options or PolicyOptions()
