@@ -648,6 +648,8 @@ class Controller:
             return None
         if self._wait_scope() is _ALL:
             return None
+        if self._paused and self._free and any(h not in self._free for h in self._paused_homes.values()):
+            return None  # a paused video whose home is taken may resume on the idle GPUs of any node
         nodes = set(touched)
         per = self.cluster.gpus_per_node
         for rid in self._boundary:

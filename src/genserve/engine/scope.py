@@ -1,7 +1,8 @@
 """Node-scoped rounds: plan only the nodes an event touched, when nothing waits anywhere.
 
-With no queued image, no queued video and every paused video able to resume around its home GPU (inside its
-node), the GenServe DP decomposes by node: SP groups never span nodes, the image side is empty, and the value of a
+With no queued image, no queued video and no paused video that could resume outside its node (its home GPU is
+unusable, or taken while another GPU is idle: genserve then resumes it elsewhere), the GenServe DP decomposes by
+node: SP groups never span nodes, the image side is empty, and the value of a
 plan is a sum over nodes. The best plan for the cluster is then the best plan of each node, and a node whose state
 did not change since it was last planned keeps that plan (its running videos are mid-step; its next event or step
 boundary that matters brings it back into a round). So such a round plans the touched nodes only, on a snapshot

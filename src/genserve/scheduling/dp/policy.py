@@ -414,6 +414,7 @@ def _dp_plan(r: _Round, batching: bool) -> Plan:
     hold_counts = tun.hold_counts
     t_step, decode = r.t_step, r.decode
     nbr: dict[tuple, tuple] = {}  # (model, degree) -> (one degree down, one degree up)
+    any_free = any(r.free)
     for vi, v in enumerate(videos):
         status = v.status
         if status is RUNNING:
@@ -464,7 +465,8 @@ def _dp_plan(r: _Round, batching: bool) -> Plan:
             if tun.gate_resume and r.image_active and not r.budget_tight(v):
                 gated_until = r.snap.last_image_arrival + opt.idle_resume_s
                 continue
-            if h is not None and 0 <= h < r.n and r.veligible[h]:
+            if h is not None and 0 <= h < r.n and r.veligible[h] and not (
+                    tun.resume_elsewhere and not r.free[h] and any_free):
                 anchor[vi] = h
             else:
                 pool.append(vi)

@@ -33,8 +33,10 @@ class Tuning:
     max_pauses: int = 2
     cap_feasible_only: bool = False  # the pause cap protects only videos that can still make their deadline
     age_after: float | None = None  # lost videos count again this many SLOs past their deadline
+    # a paused video whose home GPU is taken resumes on free GPUs elsewhere when there are any (the paper: home only)
+    resume_elsewhere: bool = False
 
 
 PAPER = Tuning()
 DEFAULT = replace(PAPER, lost_image_score=0.02, gate_resume=False, prefer_fast=True, max_pauses=3,
-                  cap_feasible_only=True, age_after=0.5)
+                  cap_feasible_only=True, age_after=0.5, resume_elsewhere=True)
