@@ -66,7 +66,8 @@ def cmd(
         rows.append({
             "policy": name, "requests": len(reqs), "gpus": gpus, "rate_per_min": rate, "wall_s": res.wall_s, "cpu_s": cpu_s,
             "events": res.events, "rounds": res.rounds, "events_per_s": res.events / res.wall_s,
-            "rounds_per_s": res.rounds / res.wall_s, "simulated_s": res.makespan_s,
+            "rounds_per_s": res.rounds / res.wall_s, "scoped_rounds": res.info.get("scoped_rounds", 0),
+            "simulated_s": res.makespan_s,
             "completed_trace": not res.info.get("stopped", False), "submitted": submitted,
             "sar": s["sar"]["overall"] if not res.info.get("stopped") else None, "gpu_utilisation": s["gpu_utilisation"],
         })
@@ -78,11 +79,13 @@ def cmd(
 
     table = Table(title=f"simulator: {requests:,} requests ({mix}, {rate:g} req/min) on {gpus} GPUs, paper profile "
                         f"(trace drawn in {trace_s:.1f} s)", title_justify="left")
-    for c in ("policy", "wall s", "cpu s", "events", "events/s", "rounds", "rounds/s", "simulated h", "SLO met", "done"):
+    for c in ("policy", "wall s", "cpu s", "events", "events/s", "rounds", "scoped", "rounds/s", "simulated h",
+              "SLO met", "done"):
         table.add_column(c, justify="left" if c == "policy" else "right")
     for r in rows:
         done = "all" if r["completed_trace"] else f"stopped: {r['submitted'] / r['requests']:.0%} arrived"
         table.add_row(r["policy"], f"{r['wall_s']:.1f}", f"{r['cpu_s']:.1f}", f"{r['events']:,}", f"{r['events_per_s']:,.0f}",
-                      f"{r['rounds']:,}", f"{r['rounds_per_s']:,.0f}", f"{r['simulated_s'] / 3600:.1f}",
+                      f"{r['rounds']:,}", f"{r['scoped_rounds'] / max(1, r['rounds']):.0%}",
+                      f"{r['rounds_per_s']:,.0f}", f"{r['simulated_s'] / 3600:.1f}",
                       "-" if r["sar"] is None else f"{100 * r['sar']:.1f}%", done)
-    Console(width=max(Console().width, 110)).print(table)
+    Console(width=max(Console().width, 120)).print(table)
