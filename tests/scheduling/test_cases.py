@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from genserve.core.plan import ActionKind
 from genserve.core.request import RequestStatus as S
 from genserve.scheduling import plan_violations
@@ -165,13 +167,19 @@ def test_tail_guard_caps_pauses_of_a_feasible_video():
     now = 100.0
     slacks = [1.0, 5.0, 30.0, 2.0, 3.0, 4.0, 6.0, 8.0]
     vids = _full_cluster(now, slacks, done=[40, 30, 0, 40, 40, 35, 30, 25])
+    from genserve.scheduling.dp.tuning import DEFAULT
+
+    cap = DEFAULT.max_pauses
     vids[2] = video("v2", 768, S.RUNNING, (2,), 0, arrival=0.0, deadline=vids[2].deadline, busy_until=now,
-                    pauses=3)
+                    pauses=cap)
     snap = snapshot(now, [image("i0", 768, arrival=now)], vids, last_image=now)
     on = _plan(snap)
-    assert on.actions["v2"].kind is not ActionKind.HOLD  # paused 3 times already: protected
+    assert on.actions["v2"].kind is not ActionKind.HOLD  # paused `cap` times already: protected
     off = _plan(snap, PolicyOptions(tail_guard=False))
     assert off.actions["v2"].kind is ActionKind.HOLD
+    vids[2] = dataclasses.replace(vids[2], pauses=cap - 1)  # one pause below the cap: still the victim
+    below = _plan(snapshot(now, [image("i0", 768, arrival=now)], vids, last_image=now))
+    assert below.actions["v2"].kind is ActionKind.HOLD
 
 
 def test_hopeless_video_yields_to_feasible_work_but_is_never_starved_alone():

@@ -38,5 +38,5 @@ class Tuning:
 
 
 PAPER = Tuning()
-DEFAULT = replace(PAPER, lost_image_score=0.02, gate_resume=False, prefer_fast=True, max_pauses=3,
+DEFAULT = replace(PAPER, lost_image_score=0.02, gate_resume=False, prefer_fast=True, max_pauses=8,
                   cap_feasible_only=True, age_after=0.5, resume_elsewhere=True)
