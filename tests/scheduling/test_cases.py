@@ -241,3 +241,26 @@ def VideoView_(i, size, gpus, done, deadline, busy_until):
 
     return VideoView(i, "wan2.2-t2v-5b", size, size, 81, 89, done, 0.0, deadline, S.RUNNING, gpus, gpus[0],
                      busy_until)
+
+
+def test_branch_and_bound_keeps_a_preemption_that_gives_an_image_a_later_higher_scoring_slot():
+    """Regression: the image bound must bound the score too. An image started later has less slack and scores
+    higher, so the score sum of the earliest slots is not an upper bound; with it, the round below pruned the
+    plan that pauses v0 for the urgent i0 and lost i0 (found in a sigma 1.3 simulation)."""
+    now = 100.0
+    vid = "wan2.2-t2v-5b"
+    step = PROFILE.video_step(vid, 768, 768, 81, 1)
+    dec = PROFILE.video_decode(vid, 768, 768, 81)
+    vids = []
+    for k in range(7):  # mid-step on GPUs 0..6; v0's step ends first and it has the most work left
+        done = 0 if k == 0 else 30
+        end = now + 0.1 * (k + 1)
+        finish = end + (50 - done - 1) * step + dec
+        vids.append(video(f"v{k}", 768, S.RUNNING, (k,), done, arrival=0.0, deadline=finish + 80.0, busy_until=end))
+    lat = lambda size: PROFILE.image_latency("sd3.5-medium", size, size, 1, 28)  # noqa: E731
+    i0 = image("i0", 768, arrival=now, deadline=now + 0.1 + lat(768) + 0.09)  # on time only on v0's GPU
+    i1 = image("i1", 1440, arrival=now, deadline=now + 3.0 + lat(1440) + 0.05)  # on time on GPU 7 after its batch
+    snap = snapshot(now, [i0, i1], vids, busy=[now - 1.0] * 7 + [now + 3.0], last_image=now)
+    plan = _plan(snap)
+    assert plan.actions["v0"].kind is ActionKind.HOLD
+    assert plan.actions["i0"].gpus == (0,) and plan.actions["i1"].gpus == (7,)

@@ -554,13 +554,20 @@ def _dp_plan(r: _Round, batching: bool) -> Plan:
                        for g in (img_gpus if table.images else ()))
     all_slots = [(x[0], x[2]) for x in all_slots]
     if table.images:
-        _, ub_c, ub_s = plan_images(table, all_slots)
+        _, ub_c, _ = plan_images(table, all_slots)
     else:
-        ub_c, ub_s = [0], [0.0]
+        ub_c = [0]
+
+    n_img = len(table.images)
+    lost_img = tun.lost_image_score
 
     def img_bound(budget: int) -> float:
+        # an upper bound on the image value with `budget` GPUs: at most ub_c[j] on time (the earliest slots), each
+        # scoring <= 1, the rest <= lost_image_score. (The score sum of the earliest slots is no bound: an image
+        # started later has less slack and scores higher.)
         j = min(budget, len(ub_c) - 1)
-        return ub_c[j] * big + ub_s[j]
+        c = ub_c[j]
+        return c * big + c + max(0, n_img - c) * lost_img
 
     locked_n = r.n - len(img_gpus)
     best = None
