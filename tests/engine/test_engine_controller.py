@@ -12,6 +12,7 @@ from genserve.core.request import Modality, Request, RequestStatus
 from genserve.core.snapshot import ClusterSpec
 from genserve.engine import Controller, PlanError, VirtualClock
 from genserve.executors.base import Executor, StepSetup
+from genserve.scheduling.options import PolicyOptions
 from genserve.scheduling.baselines import FCFS, SRTF
 
 
@@ -341,3 +342,26 @@ def test_snapshot_views_estimate_progress_of_coalesced_runs(tiny, make):
         clock.advance_to(t)
         (v,) = ctl.snapshot().videos
         assert (v.steps_done, v.busy_until) == (done, nxt)
+
+
+@pytest.mark.parametrize("retryable", [False, True])
+def test_a_failed_batch_fails_or_requeues_every_member_once(tiny, make, retryable):
+    """A Failed event naming every member of a batch (what the worker pool sends): each member follows the event,
+    nobody is handled twice, and the next round does not try to run a failed image."""
+    from genserve.core.events import Failed
+
+    ctl, ex, clock = make_ctl(FCFS(PolicyOptions(batching=True)), tiny, gpus=1)
+    ctl.submit(make.image("a", 0.0, tiny))
+    ctl.submit(make.image("b", 0.0, tiny))
+    ctl.flush()
+    assert ex.calls == [("batch", ("a", "b"), 0)]
+    clock.advance_to(0.5)
+    ctl.on_event(Failed(0.5, ("a", "b"), (0,), "worker died", retryable=retryable))
+    ctl.flush()
+    if retryable:
+        assert len(ex.calls) == 2 and ex.calls[-1][0] == "batch" and "a" in ex.calls[-1][1]  # placed again
+        assert [ctl.records[r].retries for r in "ab"] == [1, 1]
+        assert RequestStatus.FAILED not in [ctl.requests[r].status for r in "ab"]
+    else:
+        assert [ctl.requests[r].status for r in "ab"] == [RequestStatus.FAILED] * 2
+        assert len(ex.calls) == 1 and ctl.free_gpus() == [0] and ctl.idle

@@ -408,22 +408,31 @@ class Controller:
 
     def _on_failed(self, ev: Failed) -> None:
         now = ev.time
+        named = set(ev.request_ids)
+        handled: set[str] = set()
         for rid in ev.request_ids:
             req = self.requests.get(rid)
-            if req is None or req.status.terminal:
+            if req is None or req.status.terminal or rid in handled:
                 continue
             rec = self.records[rid]
             if req.modality is Modality.IMAGE:
+                # the whole batch stops: members the event names follow ev.retryable, the others run again
+                members: tuple[str, ...] = (rid,)
+                cancelled: set[str] = set()
                 for k, b in list(self._batches.items()):
                     if rid in b.request_ids:
                         self._busy[b.gpu] = NEG_INF
                         self._busy_end.pop(b.gpu, None)
                         self._release((b.gpu,))
                         del self._batches[k]
-                        for other in b.request_ids:
-                            if other != rid:
-                                self._requeue_image(self.requests[other], now, True)
-                self._requeue_image(req, now, ev.retryable)
+                        members, cancelled = b.request_ids, b.cancelled
+                        break
+                for m in members:
+                    handled.add(m)
+                    if m in cancelled:
+                        self._finish(self.requests[m], RequestStatus.CANCELLED, now)
+                    else:
+                        self._requeue_image(self.requests[m], now, ev.retryable or m not in named)
             else:
                 vp = self._videos[rid]
                 if req.status is _RUNNING:
@@ -448,12 +457,14 @@ class Controller:
     def _requeue_image(self, req: Request, now: float, retryable: bool) -> None:
         if req.status.terminal:
             return
-        if retryable and req.status is _RUNNING:
-            req.transition(_QUEUED, now)
-            self.records[req.id].retries += 1
-            self._images[req.id] = ImageView(req.id, req.model, req.width, req.height, req.steps, req.arrival,
-                                             req.deadline)
+        if retryable:
+            if req.status is _RUNNING:
+                req.transition(_QUEUED, now)
+                self.records[req.id].retries += 1
+                self._images[req.id] = ImageView(req.id, req.model, req.width, req.height, req.steps, req.arrival,
+                                                 req.deadline)
         else:
+            self._images.pop(req.id, None)
             self._finish(req, RequestStatus.FAILED, now)
 
     # ---- bookkeeping ---------------------------------------------------------------------------------------
