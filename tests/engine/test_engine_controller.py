@@ -154,6 +154,30 @@ def test_strict_mode_reports_missing_actions(tiny, make):
         ctl.flush()
 
 
+class MixesSteps:
+    name = "mixes-steps"
+    preemptive = False
+
+    def plan(self, snap):
+        plan = Plan()
+        plan.add_batch([im.id for im in snap.images], 0)
+        return plan
+
+
+@pytest.mark.parametrize("strict", [True, False])
+def test_a_batch_may_not_mix_step_counts(tiny, make, strict):
+    """One forward pass runs one step count: images that differ only in steps may not share a batch."""
+    import dataclasses
+
+    ctl, ex, _ = make_ctl(MixesSteps(), tiny, gpus=1, strict=strict)
+    a = make.image("a", 0.0, tiny)
+    ctl.submit(a)
+    ctl.submit(dataclasses.replace(a, id="b", steps=a.steps + 2))
+    with pytest.raises(PlanError, match="step counts"):
+        ctl.flush()
+    assert ex.calls == []
+
+
 def test_decoding_video_cannot_be_paused(tiny, make):
     ctl, ex, clock = make_ctl(PausesDecoding(), tiny, gpus=1, strict=False)
     ctl.submit(make.video("v", 0.0, tiny))

@@ -79,6 +79,11 @@ class ImageView:
     arrival: float
     deadline: float
 
+    @property
+    def batch_key(self) -> tuple[str, int, int, int]:
+        """Images may share a batch (one forward pass) only when these agree."""
+        return (self.model, self.width, self.height, self.steps)
+
 
 @dataclass(frozen=True)
 class VideoView:

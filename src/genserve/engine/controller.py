@@ -836,8 +836,8 @@ class Controller:
                 im = self._images.get(rid)
                 if im is None:
                     raise self._err(now, f"batch {i} holds {rid}, which is not a queued image")
-                if (im.model, im.width, im.height) != (first.model, first.width, first.height):
-                    raise self._err(now, f"batch {i} mixes resolutions or models")
+                if im.batch_key != first.batch_key:
+                    raise self._err(now, f"batch {i} mixes models, resolutions or step counts")
             mb = max_batch_cache.get(first.model)
             if mb is None:
                 mb = max_batch_cache[first.model] = self.profile.max_batch(first.model)

@@ -178,8 +178,8 @@ class _Baseline:
                     if shapes is None:
                         shapes = {}
                         for im in sorted(snap.images, key=lambda x: (x.deadline, x.arrival, x.id)):
-                            shapes.setdefault((im.model, im.width, im.height, im.steps), []).append(im)
-                    members = image_batch(snap, r, shapes[(r.model, r.width, r.height, r.steps)], actions)
+                            shapes.setdefault(im.batch_key, []).append(im)
+                    members = image_batch(snap, r, shapes[r.batch_key], actions)
                 else:
                     members = [r.id]
                 plan.add_batch(members, g)
@@ -271,8 +271,8 @@ class SRTF(_Baseline):
         if shapes is None:
             shapes = state["shapes"] = {}
             for im in sorted(snap.images, key=lambda x: (x.deadline, x.arrival, x.id)):
-                shapes.setdefault((im.model, im.width, im.height, im.steps), []).append(im)
-        return image_batch(snap, r, shapes[(r.model, r.width, r.height, r.steps)], taken)
+                shapes.setdefault(im.batch_key, []).append(im)
+        return image_batch(snap, r, shapes[r.batch_key], taken)
 
     def plan(self, snap: Snapshot) -> Plan:
         plan = Plan()

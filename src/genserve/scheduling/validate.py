@@ -65,12 +65,12 @@ def plan_violations(snapshot: Snapshot, plan: Plan, max_paused_per_gpu: int | No
             if im is None:
                 out.append(f"batch {i} holds {rid}, which is not a queued image")
                 continue
-            sizes.add((im.model, im.width, im.height))
+            sizes.add(im.batch_key)
             a = plan.actions.get(rid)
             if a is None or a.kind is not ActionKind.BATCH or a.batch != i:
                 out.append(f"image {rid} is in batch {i} but its action says otherwise")
         if len(sizes) > 1:
-            out.append(f"batch {i} mixes resolutions or models {sorted(sizes)}")
+            out.append(f"batch {i} mixes models, resolutions or step counts {sorted(sizes)}")
         elif sizes:
             model = next(iter(sizes))[0]
             if len(b.request_ids) > snapshot.profile.max_batch(model):

@@ -36,12 +36,12 @@ def greedy_plan(r, batching: bool) -> Plan:
         members = [head]
         if not batching:
             return members
-        key = (head.model, head.width, head.height, head.steps)
+        key = head.batch_key
         maxb = r.profile.max_batch(head.model)
         for im in images:
             if len(members) >= maxb:
                 break
-            if im.id in placed or im is head or (im.model, im.width, im.height, im.steps) != key:
+            if im.id in placed or im is head or im.batch_key != key:
                 continue
             lat = r.profile.image_latency(head.model, head.width, head.height, len(members) + 1, head.steps)
             if all(start + lat <= m.deadline for m in members + [im]):

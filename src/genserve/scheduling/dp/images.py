@@ -37,7 +37,7 @@ class ImageTable:
         # EDF; ties by arrival then id, so the order is a pure function of the snapshot
         self.order = sorted(range(len(self.images)),
                             key=lambda i: (self.images[i].deadline, self.images[i].arrival, self.images[i].id))
-        self.key = [(im.model, im.width, im.height, im.steps) for im in self.images]
+        self.key = [im.batch_key for im in self.images]
         self._lat: dict[tuple, float] = {}
         self.maxb: dict[str, int] = {}
         for im in self.images:
