@@ -389,3 +389,21 @@ def test_a_failed_batch_fails_or_requeues_every_member_once(tiny, make, retryabl
     else:
         assert [ctl.requests[r].status for r in "ab"] == [RequestStatus.FAILED] * 2
         assert len(ex.calls) == 1 and ctl.free_gpus() == [0] and ctl.idle
+
+
+def test_set_profile_keeps_online_correction_on_and_starts_it_over(tiny, make):
+    """Swapping the profile (the demo's calibration) must not drop the correction wrapper."""
+    from genserve.profiles.online import CorrectedProfile
+
+    clock = VirtualClock()
+    ctl = Controller(FCFS(), ClusterSpec(1), tiny, Recorder(), clock, online_correction=True)
+    ctl.correction.observe(("x",), 2.0, 1.0)
+    old = ctl.correction
+    slow = tiny.scaled(3.0, 3.0, "tiny-slow")
+    ctl.set_profile(slow)
+    assert ctl.base_profile is slow and isinstance(ctl.profile, CorrectedProfile)
+    assert ctl.correction is not old and ctl.correction.samples == 0
+    assert ctl.profile.text_encode("vid") == slow.text_encode("vid") == 3.0 * tiny.text_encode("vid")
+    plain = Controller(FCFS(), ClusterSpec(1), tiny, Recorder(), clock)
+    plain.set_profile(slow)
+    assert plain.profile is slow and plain.correction is None

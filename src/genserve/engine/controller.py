@@ -162,15 +162,13 @@ class Controller:
         # online profile correction (profiles/online.py): True, or an OnlineCorrection to share / configure. The
         # controller, and the policies through the snapshot, then read a CorrectedProfile view; `base_profile` is
         # the offline one the measurements are compared with.
-        self.base_profile = profile
         self.correction = None
         if online_correction:
-            from genserve.profiles.online import CorrectedProfile, OnlineCorrection
+            from genserve.profiles.online import OnlineCorrection
 
             self.correction = (online_correction if isinstance(online_correction, OnlineCorrection)
                                else OnlineCorrection())
-            profile = CorrectedProfile(profile, self.correction)
-        self.profile = profile
+        self._use_profile(profile)
         self.executor = executor
         self.clock = clock
         self.strict = strict
@@ -466,6 +464,25 @@ class Controller:
         else:
             self._images.pop(req.id, None)
             self._finish(req, RequestStatus.FAILED, now)
+
+    # ---- profile ---------------------------------------------------------------------------------------------
+    def _use_profile(self, profile) -> None:
+        self.base_profile = profile
+        if self.correction is not None:
+            from genserve.profiles.online import CorrectedProfile
+
+            profile = CorrectedProfile(profile, self.correction)
+        self.profile = profile
+
+    def set_profile(self, profile) -> None:
+        """Plan with another profile from now on (e.g. one calibrated on this machine). Online correction, when
+        on, starts over: its factors were measured against the old profile."""
+        if self.correction is not None:
+            from genserve.profiles.online import OnlineCorrection
+
+            c = self.correction
+            self.correction = OnlineCorrection(c.alpha, c.lo, c.hi, c.min_samples, c.deadband, c.pool_models)
+        self._use_profile(profile)
 
     # ---- bookkeeping ---------------------------------------------------------------------------------------
     def _mark(self, gpu: int) -> None:

@@ -162,7 +162,6 @@ class Engine:
         from genserve.engine.controller import Controller
 
         self.kind = kind
-        self.profile = profile
         self.cluster = cluster
         self.policy = policy
         self.output_dir = Path(output_dir) if output_dir is not None else None
@@ -271,6 +270,16 @@ class Engine:
         return EngineStats(queued=queued, running=running, finished=finished, slo_met=slo,
                            preemptions=self.ctl.preemptions, sp_changes=self.ctl.sp_changes,
                            gpu_busy_share=share, step_seconds=steps, profile_correction=self._correction())
+
+    @property
+    def profile(self):
+        """The profile the engine plans with (without its online correction)."""
+        return self.ctl.base_profile
+
+    def set_profile(self, profile) -> None:
+        """Plan with another profile from now on (Controller.set_profile)."""
+        with self._lock:
+            self.ctl.set_profile(profile)
 
     def _correction(self) -> dict[str, float]:
         corr = self.ctl.correction

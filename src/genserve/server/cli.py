@@ -285,8 +285,7 @@ def _calibrate(console, srv, eng, prof):
     k_img = max(1.0, t_img / prof.image_latency(d.image_model, iw, ih, 1, steps))
     k_vid = max(1.0, t_vid / prof.isolated_latency("video", d.video_model, vw, vh, vf, steps))
     scaled = prof.scaled(k_img, k_vid, f"{prof.name}-calibrated")
-    eng.profile = scaled  # no request is live: the controller and the server switch to the measured speed
-    eng.ctl.profile = scaled
+    eng.set_profile(scaled)  # no request is live: the controller and the server switch to the measured speed
     srv.app.state.server.settings.profile = scaled
     console.print(f"calibrated: this machine runs tiny images {k_img:.0f}x and videos {k_vid:.0f}x slower than "
                   f"the {prof.name} profile; deadlines and estimates use the measured speed")
