@@ -200,7 +200,6 @@ class Controller:
         n = cluster.num_gpus
         self.requests: dict[str, Request] = {}
         self.records: dict[str, RequestRecord] = {}
-        self._owner: list[str | None] = [None] * n  # request id (video) or "batch:<k>" holding the GPU
         self._busy: list[float] = [NEG_INF] * n  # expected end of non-preemptible work (batch, decode)
         self._free: set[int] = set(range(n))  # GPUs with no owner
         self._busy_end: dict[int, float] = {}  # GPUs in non-preemptible work (batch, decode) -> expected end
@@ -498,12 +497,10 @@ class Controller:
 
     def _release(self, gpus: Iterable[int]) -> None:
         for g in gpus:
-            self._owner[g] = None
             self._free.add(g)
 
-    def _claim(self, gpus: Iterable[int], owner: str) -> None:
+    def _claim(self, gpus: Iterable[int]) -> None:
         for g in gpus:
-            self._owner[g] = owner
             self._free.discard(g)
 
     def _finish(self, req: Request, status: RequestStatus, now: float) -> None:
@@ -974,7 +971,7 @@ class Controller:
         if p > rec.max_degree:
             rec.max_degree = p
         if setup is not StepSetup.CONTINUE:
-            self._claim(gpus, req.id)
+            self._claim(gpus)
             vp.gpus = gpus
         self._stale.add(req.id)  # busy_until (and maybe gpus / status) changed
         vp.home_gpu = gpus[0]
@@ -1010,7 +1007,7 @@ class Controller:
         first = reqs[0]
         self._batch_seq += 1
         self._batches[self._batch_seq] = _RunningBatch(ids, gpu)
-        self._claim((gpu,), f"batch:{self._batch_seq}")
+        self._claim((gpu,))
         end = now + self.profile.image_latency(first.model, first.width, first.height, len(ids), first.steps)
         self._busy[gpu] = end
         self._busy_end[gpu] = end

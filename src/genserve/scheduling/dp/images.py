@@ -12,8 +12,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from genserve.core.snapshot import ImageView
-
 
 @dataclass(frozen=True)
 class ImageBatchPlan:
@@ -57,11 +55,6 @@ class ImageTable:
             return v
 
         return lat
-
-    def slack_now(self, i: int) -> float:
-        """Deadline minus the earliest possible finish (start now, batch 1)."""
-        im = self.images[i]
-        return im.deadline - self.now - self.lat(self.key[i], 1)
 
 
 def plan_images(table: ImageTable, slots: list[tuple[float, int]]) -> tuple[list[ImageBatchPlan], list[int], list[float]]:

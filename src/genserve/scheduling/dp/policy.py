@@ -232,38 +232,9 @@ class _Round:
             self._cost[key] = c
         return c
 
-    def best_finish(self, v: VideoView) -> float:
-        """Finish if it ran from now at its fastest degree (the most optimistic estimate)."""
-        rem = v.remaining_steps
-        return self.now + rem * min(self.t_step(v, p) for p in self.degrees(v)) + self.decode(v)
-
     def budget_tight(self, v: VideoView) -> bool:
         """The paper's resume trigger: time to deadline below the remaining time at SP 1."""
         return v.deadline - self.now < v.remaining_steps * self.t_step(v, 1) + self.decode(v)
-
-    def value(self, v: VideoView, finish: float, slack_ref: float = 0.0) -> tuple[int, float]:
-        """(recoverable, score) of running `v` so that it finishes at `finish`.
-
-        Paper: score 1/(1+|laxity|). Ours (`prefer_fast`): among feasible candidates the earlier finish scores
-        higher (idle GPUs make videos finish sooner, which frees them for later arrivals), optionally plus a
-        per-video term `victim_weight`/(1+slack) (0 by default: it made things worse).
-        A candidate that misses the deadline scores `lost_video_score`/(1+|laxity|) and counts zero, unless the
-        tail guard's ageing makes it count again.
-        """
-        lax = v.deadline - finish
-        if lax >= 0:
-            if self.tun.prefer_fast:
-                w = self.tun.victim_weight
-                return 1, 0.5 + (0.5 - w) / (1.0 + (finish - self.now)) + w / (1.0 + max(0.0, slack_ref))
-            return 1, 1.0 / (1.0 + lax)
-        s = self.tun.lost_video_score / (1.0 - lax)
-        if self.opt.tail_guard and self.tun.age_after is not None:
-            # ageing: a video that has waited `age_after` x its SLO beyond its deadline counts again, so
-            # feasible work no longer starves it (its latency is bounded)
-            if self.now - v.deadline >= self.tun.age_after * max(1e-9, v.deadline - v.arrival):
-                return 1, s
-        return 0, s
-
 
 class GenServePolicy:
     """`genserve`: the SLO-aware DP scheduler (spec sections 3-5), with a tail guard."""
@@ -340,7 +311,6 @@ def _dp_plan(r: _Round, batching: bool) -> Plan:
     limit = max(0, opt.max_paused_per_gpu)
     tree = build_tree(cl.num_gpus, cl.gpus_per_node, cl.sp_degrees)
     around = r.around
-    groups_of = r.groups
 
     def block_around(g: int, p: int) -> tuple[int, ...] | None:
         t = around.get(p)
@@ -375,8 +345,14 @@ def _dp_plan(r: _Round, batching: bool) -> Plan:
     CONT_KIND = ActionKind.CONTINUE
 
     def add(vi: int, kind: ActionKind, block: tuple[int, ...]) -> None:
+        """Candidate (kind, block) of video vi, valued (recoverable, score) by its finish time.
+
+        Paper: score 1/(1+|laxity|). Ours (`prefer_fast`): among feasible candidates the earlier finish scores
+        higher (idle GPUs make videos finish sooner, which frees them for later arrivals), optionally plus a
+        per-video term `victim_weight`/(1+slack) (0 by default: it made things worse). A candidate that misses
+        the deadline scores `lost_video_score`/(1+|laxity|) and counts zero, unless the tail guard's ageing
+        (`age_after` x its SLO past its deadline) makes it count again, so feasible work cannot starve it."""
         f = cont_finish[vi] if kind is CONT_KIND else finish_of(vi, block)
-        # _Round.value inlined (same arithmetic): the hot path of candidate building
         v = videos[vi]
         lax = v.deadline - f
         if lax >= 0:
@@ -475,7 +451,7 @@ def _dp_plan(r: _Round, batching: bool) -> Plan:
             pool.append(vi)
 
     # pool videos (queued, or paused with an unusable home): allocate an anchor in EDF order, best fit
-    _anchor_pool(r, pool, anchor, block_around, groups_of)
+    _anchor_pool(r, pool, anchor)
 
     # leaf constraints: paused-per-GPU limit, no preemption, tail guard
     must: dict[int, set[int]] = {}
@@ -632,7 +608,7 @@ def _dp_plan(r: _Round, batching: bool) -> Plan:
     return plan
 
 
-def _anchor_pool(r: _Round, pool: list[int], anchor: list, block_around, groups_of) -> None:
+def _anchor_pool(r: _Round, pool: list[int], anchor: list) -> None:
     """Give each queued video (and each paused one whose home is unusable) an anchor GPU: videos that can still
     meet their deadline first, shortest work first (see below).
 
@@ -666,8 +642,8 @@ def _anchor_pool(r: _Round, pool: list[int], anchor: list, block_around, groups_
         lst = free_blocks.get(q)
         if lst is None:
             if fill is None:
-                fill = {b: taken[b[-1] + 1] - taken[b[0]] for b in groups_of.get(top_deg, ())}
-            lst = [(-fill.get(top[b[0]], 0), b[0], b) for b in groups_of.get(q, ())
+                fill = {b: taken[b[-1] + 1] - taken[b[0]] for b in r.groups.get(top_deg, ())}
+            lst = [(-fill.get(top[b[0]], 0), b[0], b) for b in r.groups.get(q, ())
                    if taken[b[-1] + 1] == taken[b[0]]]
             lst.sort()
             free_blocks[q] = lst
