@@ -1,11 +1,12 @@
 """Attainment tables: genserve against every baseline (with and without batching), mean over seeds.
 
-    python -m genserve.scheduling.dp.compare --seeds 5 [--setting default ...] [--table baselines|guard|ladder]
-        [--jobs 2]
+    python -m genserve.scheduling.dp.compare --seeds 5 [--setting default ...]
+        [--table baselines|guard|ladder|rounds] [--jobs 2]
 
 baselines: overall SAR of genserve and of every baseline (+b: with EDF batching), and genserve's margin over the
 best of them. guard: genserve with the tail guard on / off (SAR, video p99 latency, pauses of the most-paused
-video). ladder: the paper's ablation (FCFS -> +preemption -> +DP -> +SP switching) with genserve's switches.
+video). ladder: the paper's ablation (FCFS -> +preemption -> +DP -> +SP switching) with genserve's switches. rounds:
+genserve's round skipping against a round at every step boundary (SAR and round counts).
 
 A *setting* is a named WorkloadSpec + cluster size; the tables in docs/scheduler.md come from this module.
 Simulations only (paper profile), no torch.
@@ -130,6 +131,43 @@ def guard_table(settings: list[str], seeds: int, jobs: int = 1) -> str:
     return "\n".join(lines)
 
 
+def _job_rounds(args):
+    mode, setting, seed = args
+    from genserve.scheduling.dp import GenServePolicy
+    from genserve.sim import run_simulation
+
+    profile = Profile.load("paper")
+    reqs, gpus = requests_for(setting, seed, profile)
+    policy = GenServePolicy()
+    if mode is not None:
+        policy.step_rounds = mode
+    res = run_simulation(reqs, policy, gpus, profile)
+    return res.summary()["sar"]["overall"], res.rounds
+
+
+def rounds_table(settings: list[str], seeds: int, jobs: int = 1) -> str:
+    """genserve with a round at every step boundary ("always") against its own round skipping."""
+    tasks = [(mode, s, k) for s in settings for mode in ("always", None) for k in range(seeds)]
+    if jobs > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(jobs) as ex:
+            results = list(ex.map(_job_rounds, tasks))
+    else:
+        results = [_job_rounds(t) for t in tasks]
+    got: dict = {}
+    for (mode, s, _), res in zip(tasks, results):
+        got.setdefault((s, mode), []).append(res)
+    lines = ["| setting | SAR always | SAR skipping | rounds always | rounds skipping | same SAR every seed |",
+             "|---" * 6 + "|"]
+    for s in settings:
+        a, b = got[(s, "always")], got[(s, None)]
+        sar = lambda rs: 100.0 * statistics.fmean(r[0] for r in rs)  # noqa: E731
+        lines.append(f"| {s} | {sar(a):.1f} | {sar(b):.1f} | {sum(r[1] for r in a):,} | {sum(r[1] for r in b):,} | "
+                     f"{'yes' if [r[0] for r in a] == [r[0] for r in b] else 'no'} |")
+    return "\n".join(lines)
+
+
 LADDER = [
     ("FCFS (all off)", PolicyOptions(dp=False, preemption=False, elastic_sp=False, batching=False)),
     ("+preemption", PolicyOptions(dp=False, elastic_sp=False, batching=False)),
@@ -157,7 +195,7 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--setting", action="append", help="setting name (repeatable); default: all")
-    ap.add_argument("--table", choices=("baselines", "guard", "ladder"), default="baselines")
+    ap.add_argument("--table", choices=("baselines", "guard", "ladder", "rounds"), default="baselines")
     ap.add_argument("--jobs", type=int, default=1, help="worker processes")
     args = ap.parse_args(argv)
     settings = args.setting or list(SETTINGS)
@@ -165,6 +203,8 @@ def main(argv=None) -> None:
         print(markdown(table(settings, args.seeds, jobs=args.jobs)))
     elif args.table == "guard":
         print(guard_table(settings, args.seeds, args.jobs))
+    elif args.table == "rounds":
+        print(rounds_table(settings, args.seeds, args.jobs))
     else:
         print(ladder_table(settings, args.seeds, args.jobs))
 
