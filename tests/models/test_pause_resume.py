@@ -1,6 +1,7 @@
 """Pause/resume at step boundaries is bit-exact, in memory, through bytes, and in a fresh adapter instance."""
 
 import copy
+import io
 
 import pytest
 import torch
@@ -22,18 +23,18 @@ def wan_ref(wan):
     return run_latents(wan, video_req(steps=STEPS)).latents
 
 
-@pytest.mark.parametrize("k", range(STEPS + 1))
+@pytest.mark.parametrize("k", range(STEPS))  # before step k (k = STEPS would never pause)
 def test_sd3_single_pause_through_bytes(sd3, sd3_ref, k):
     assert torch.equal(run_latents(sd3, image_req(steps=STEPS), pause_at=(k,)).latents, sd3_ref)
 
 
-@pytest.mark.parametrize("k", range(STEPS + 1))
+@pytest.mark.parametrize("k", range(STEPS))
 def test_wan_single_pause_through_bytes(wan, wan_ref, k):
     assert torch.equal(run_latents(wan, video_req(steps=STEPS), pause_at=(k,)).latents, wan_ref)
 
 
 def test_repeated_pauses_both_families(sd3, wan, sd3_ref, wan_ref):
-    every = tuple(range(STEPS + 1))
+    every = tuple(range(STEPS))
     assert torch.equal(run_latents(sd3, image_req(steps=STEPS), pause_at=every).latents, sd3_ref)
     assert torch.equal(run_latents(wan, video_req(steps=STEPS), pause_at=every).latents, wan_ref)
     assert torch.equal(run_latents(wan, video_req(steps=STEPS), pause_at=(1, 3)).latents, wan_ref)
@@ -107,8 +108,8 @@ def test_state_bytes_hold_no_modules(wan):
     state = wan.prepare(video_req(steps=STEPS))
     wan.step(state)
     blob = state.to_bytes()
-    # weights_only=True refuses pickled classes: this is what from_bytes uses.
-    State.from_bytes(blob)
+    # the blob loads under weights_only=True (no pickled classes or modules), which is what from_bytes relies on
+    torch.load(io.BytesIO(blob), weights_only=True)
     assert len(blob) < 200_000 and state.nbytes() > 0
     copy_ = State.from_bytes(blob)
     assert copy_.step == 1 and copy_.num_steps == STEPS and copy_.seed == 7 and copy_.frames == 5
@@ -128,7 +129,28 @@ def test_prepare_deep_copies_the_scheduler(sd3):
     assert len(a.scheduler.timesteps) == 3 and len(b.scheduler.timesteps) == 7
     before = copy.deepcopy(vars(sd3.pipe.scheduler))
     sd3.step(a)
-    assert vars(sd3.pipe.scheduler).keys() == before.keys()
+    assert _same_vars(vars(sd3.pipe.scheduler), before)  # the adapter's own scheduler is never stepped
+    sd3.pipe.scheduler._step_index = 1  # the check sees a change (then put it back)
+    assert not _same_vars(vars(sd3.pipe.scheduler), before)
+    sd3.pipe.scheduler._step_index = before["_step_index"]
+
+
+def _same_vars(a: dict, b: dict) -> bool:
+    import numpy as np
+
+    if a.keys() != b.keys():
+        return False
+    for k in a:
+        x, y = a[k], b[k]
+        if isinstance(x, torch.Tensor) or isinstance(y, torch.Tensor):
+            same = isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor) and torch.equal(x, y)
+        elif isinstance(x, np.ndarray) or isinstance(y, np.ndarray):
+            same = np.array_equal(x, y)
+        else:
+            same = x == y
+        if not same:
+            return False
+    return True
 
 
 @pytest.mark.parametrize("family", ["sd3", "wan"])
