@@ -4,6 +4,7 @@ import pytest
 
 from genserve.core.request import Modality, Request
 from genserve.profiles import Profile
+from genserve.workloads.trace import deadline_for
 
 
 def tiny_profile() -> Profile:
@@ -29,11 +30,13 @@ def tiny_profile() -> Profile:
 
 
 def image(rid: str, t: float, profile: Profile, sigma: float = 1.0) -> Request:
-    return Request(rid, Modality.IMAGE, "img", "a cat", 64, 64, 10, 0, t, t + sigma * 1.5 * 1.5)
+    return Request(rid, Modality.IMAGE, "img", "a cat", 64, 64, 10, 0, t,
+                   deadline_for(profile, "image", "img", 64, 64, 1, 10, t, sigma))
 
 
 def video(rid: str, t: float, profile: Profile, sigma: float = 1.0) -> Request:
-    return Request(rid, Modality.VIDEO, "vid", "a dog", 64, 64, 4, 0, t, t + sigma * 1.5 * 5.5, frames=8)
+    return Request(rid, Modality.VIDEO, "vid", "a dog", 64, 64, 4, 0, t,
+                   deadline_for(profile, "video", "vid", 64, 64, 8, 4, t, sigma), frames=8)
 
 
 @pytest.fixture

@@ -64,3 +64,12 @@ def sp_speedup_profile(prof, speedups=None):
             p["step_s"] = {k: (s1 if k == "1" else s1 / speedups[int(k)]) for k in p["step_s"]}
     d["name"] = f"{prof.name}-sp-speedup"
     return Profile.from_dict(d, source=f"sp_speedup({prof.source})")
+
+
+def alive(pid: int) -> bool:
+    """The process exists and is not a zombie (Linux /proc)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False

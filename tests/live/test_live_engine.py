@@ -22,7 +22,8 @@ from genserve.scheduling.registry import make_policy
 from genserve.bench.engine import isolated_and_calibrated, mixed_trace
 from genserve.workers.driver import run_live
 
-from live_helpers import BATCH_PIXEL_TOL, SP_FRAME_TOL, clone, image, load_raw, sp_speedup_profile, video, wait_event
+from live_helpers import (BATCH_PIXEL_TOL, SP_FRAME_TOL, alive, clone, image, load_raw, sp_speedup_profile, video,
+                          wait_event)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(150)]
 
@@ -280,7 +281,7 @@ def test_engine_runtime_over_local_workers(tmp_path, pool):
     eng.start()
     try:
         pids = list(eng.executor.all_pids)
-        assert len(pids) == 2 and all(_alive(p) for p in pids)
+        assert len(pids) == 2 and all(alive(p) for p in pids)
         now = eng.now
         eng.submit(video("rt-v", steps=6, arrival=now, deadline=now + 60), updates.append)
         eng.submit(image("rt-i", arrival=now, deadline=now + 60), updates.append)
@@ -291,15 +292,7 @@ def test_engine_runtime_over_local_workers(tmp_path, pool):
         assert any(u.request_id == "rt-v" and 0 < u.progress < 100 for u in updates)
     finally:
         eng.close(drain=True)
-    assert not [p for p in pids if _alive(p)]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split()[2] != "Z"
-    except (FileNotFoundError, ProcessLookupError):
-        return False
+    assert not [p for p in pids if alive(p)]
 
 
 def _descendants(root: int) -> dict[int, str]:
@@ -334,14 +327,14 @@ def test_close_leaves_no_process(pool):
     """Shutdown stops every worker, including restarted ones; nothing the executor started keeps running."""
     pids = list(pool.all_pids)
     assert len(pids) == 4 + pool.restarts  # the four workers and every restart (the kill tests make some)
-    assert any(_alive(p) for p in pids)
+    assert any(alive(p) for p in pids)
     pool.close()
-    assert not [p for p in pids if _alive(p)]
+    assert not [p for p in pids if alive(p)]
     left = _descendants(os.getpid())
     helpers = ("multiprocessing.forkserver", "resource_tracker")  # shared helpers, judged below, not workers
     ours = [(pid, cmd) for pid, cmd in left.items() if pid in pids or
             ("genserve" in cmd and not any(h in cmd for h in helpers))]
     assert not ours, ours
     if pool._started_forkserver:  # the forkserver this executor started is stopped with it
-        assert pool.forkserver_pid is not None and not _alive(pool.forkserver_pid)
+        assert pool.forkserver_pid is not None and not alive(pool.forkserver_pid)
     assert pool.worker_pids() == [None] * 4

@@ -12,6 +12,8 @@ import time
 
 import pytest
 
+from live_helpers import alive
+
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(150)]
 
 SCRIPT = r"""
@@ -24,14 +26,6 @@ if __name__ == "__main__":
     print("PIDS", *ex.worker_pids(), ex.forkserver_pid, flush=True)
     time.sleep(600)
 """
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split()[2] != "Z"
-    except (FileNotFoundError, ProcessLookupError):
-        return False
 
 
 def test_workers_exit_when_their_owner_is_killed(tmp_path):
@@ -49,19 +43,19 @@ def test_workers_exit_when_their_owner_is_killed(tmp_path):
                     break
         assert line.startswith("PIDS"), f"the owner did not start its workers (exit code {proc.poll()})"
         pids = [int(p) for p in line.split()[1:] if p != "None"]
-        assert len(pids) == 3 and all(_alive(p) for p in pids)  # two workers and the forkserver
+        assert len(pids) == 3 and all(alive(p) for p in pids)  # two workers and the forkserver
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
         deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and any(_alive(p) for p in pids):
+        while time.monotonic() < deadline and any(alive(p) for p in pids):
             time.sleep(0.1)
-        assert not [p for p in pids if _alive(p)], "a worker or the forkserver outlived its owner"
+        assert not [p for p in pids if alive(p)], "a worker or the forkserver outlived its owner"
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=10)
         for p in pids:  # never leave anything behind, even when the test fails
-            if _alive(p):
+            if alive(p):
                 try:
                     os.kill(p, signal.SIGKILL)
                 except OSError:

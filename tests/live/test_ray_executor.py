@@ -13,17 +13,9 @@ from genserve.profiles import Profile
 from genserve.scheduling.options import PolicyOptions
 from genserve.scheduling.registry import make_policy
 from genserve.workers.driver import run_live
-from live_helpers import clone, image, load_raw, video, wait_event
+from live_helpers import alive, clone, image, load_raw, video, wait_event
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(170)]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split()[2] != "Z"
-    except (FileNotFoundError, ProcessLookupError):
-        return False
 
 
 def _steps(ex, q, req, gpus, n, kill_at=None):
@@ -39,7 +31,6 @@ def _steps(ex, q, req, gpus, n, kill_at=None):
 
 
 def test_ray_actors_serve_sp2_and_recover_from_a_killed_actor(tmp_path):
-    pytest.importorskip("ray")
     from genserve.executors.ray import RayExecutor
 
     ex = RayExecutor(2, output_dir=tmp_path, save_raw=True, ray_init={"num_cpus": 2, "num_gpus": 2},
@@ -67,13 +58,12 @@ def test_ray_actors_serve_sp2_and_recover_from_a_killed_actor(tmp_path):
     import ray
 
     assert not ray.is_initialized()
-    assert not [p for p in pids if _alive(p)]
+    assert not [p for p in pids if alive(p)]
 
 
 def test_make_engine_ray_serves_an_image_and_a_video(tmp_path):
     """make_engine("ray"): the Engine over a RayExecutor on 2 logical GPUs (a local Ray started and stopped by the
     engine): an image and a video complete with real files; the online correction learned from their durations."""
-    pytest.importorskip("ray")
     import os
 
     from genserve.engine.runtime import make_engine
@@ -101,4 +91,4 @@ def test_make_engine_ray_serves_an_image_and_a_video(tmp_path):
     import ray
 
     assert not ray.is_initialized()
-    assert not [p for p in pids if _alive(p)]
+    assert not [p for p in pids if alive(p)]
