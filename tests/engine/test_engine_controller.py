@@ -390,3 +390,40 @@ def test_set_profile_keeps_online_correction_on_and_starts_it_over(tiny, make):
     plain = Controller(FCFS(), ClusterSpec(1), tiny, Recorder(), clock)
     plain.set_profile(slow)
     assert plain.profile is slow and plain.correction is None
+
+
+class HoldsFirst:
+    """Holds everything in its first round without asking for a wake-up (a policy bug a live engine must survive)."""
+
+    name = "holds-first"
+    preemptive = False
+
+    def __init__(self):
+        self.calls = 0
+
+    def plan(self, snap):
+        self.calls += 1
+        if self.calls == 1:
+            plan = Plan()
+            for r in (*snap.images, *snap.videos):
+                plan.actions[r.id] = HOLD
+            return plan
+        return FCFS().plan(snap)
+
+
+@pytest.mark.parametrize("retry", [None, 1.0])
+def test_idle_retry_asks_for_a_round_when_a_plan_strands_work(tiny, make, retry):
+    clock = VirtualClock()
+    ex = Recorder()
+    ctl = Controller(HoldsFirst(), ClusterSpec(1), tiny, ex, clock, idle_retry_s=retry)
+    ctl.submit(make.image("a", 0.0, tiny))
+    ctl.flush()
+    assert ex.calls == []
+    if retry is None:
+        assert ctl.wake_at is None  # the simulator's default: the run would end with "a" unfinished
+        return
+    assert ctl.wake_at == 1.0
+    clock.advance_to(1.0)
+    ctl.wake()
+    ctl.flush()
+    assert ex.calls == [("batch", ("a",), 0)] and ctl.wake_at is None

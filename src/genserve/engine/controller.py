@@ -156,7 +156,8 @@ class Controller:
     def __init__(self, policy, cluster: ClusterSpec, profile, executor: Executor, clock, *, strict: bool = False,
                  max_paused_per_gpu: int | None = None, step_rounds: str | None = None,
                  on_finish: Callable[[RequestRecord], None] | None = None, coalesce_steps: bool = False,
-                 online_correction=None, scoped_rounds: bool | None = None) -> None:
+                 online_correction=None, scoped_rounds: bool | None = None,
+                 idle_retry_s: float | None = None) -> None:
         self.policy = policy
         self.cluster = cluster
         # online profile correction (profiles/online.py): True, or an OnlineCorrection to share / configure. The
@@ -195,6 +196,9 @@ class Controller:
         self.scoped = (scoped_rounds and cluster.num_gpus > cluster.gpus_per_node
                        and cluster.num_gpus % cluster.gpus_per_node == 0)
         self._touched: set[int] | None = set()  # nodes with an event since the last round; None: every node
+        # live drivers: a plan that leaves work waiting on an idle cluster without asking for a wake-up would wait
+        # forever (no event can come); with idle_retry_s the controller asks for a round that much later
+        self.idle_retry_s = idle_retry_s
         self.scoped_rounds = 0
 
         n = cluster.num_gpus
@@ -714,6 +718,9 @@ class Controller:
             plan = lift_plan(plan, gmap)
         self._apply(plan, snap.now)
         wake = plan.wake_at
+        if (wake is None and self.idle_retry_s is not None and self.live > 0
+                and len(self._free) == self.cluster.num_gpus):
+            wake = snap.now + self.idle_retry_s  # nothing runs, so no event will come: ask again later
         if wake is not None and wake > snap.now:
             self.wake_at = wake if self.wake_at is None or self.wake_at <= snap.now else min(self.wake_at, wake)
         return plan

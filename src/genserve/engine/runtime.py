@@ -49,6 +49,8 @@ ENGINE_KINDS = ("sim", "local", "ray")
 _KEEP_FINISHED = 20000  # finished requests whose last update `status()` still answers
 
 
+IDLE_RETRY_S = 1.0  # a round this long after a plan left work waiting on an idle cluster (Controller.idle_retry_s)
+
 class EngineStopped(RuntimeError):
     """The engine is not running (never started, closed, or stopped by an internal error)."""
 
@@ -176,7 +178,8 @@ class Engine:
         self.executor = make_executor(self.clock, self._schedule)
         self._proxy = _ExecutorProxy(self.executor, self._touched)
         self.ctl = Controller(policy, cluster, profile, self._proxy, self.clock, strict=strict,
-                              on_finish=self._on_finish, online_correction=online_correction)
+                              on_finish=self._on_finish, online_correction=online_correction,
+                              idle_retry_s=IDLE_RETRY_S)
         self.executor.attach(self._emit)  # events from executor threads go through the inbox
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
         self._notify: queue.SimpleQueue = queue.SimpleQueue()

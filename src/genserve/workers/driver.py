@@ -34,14 +34,14 @@ def run_live(policy, executor, requests: Iterable[Request], profile, *, timeout_
 
     The executor's clock is the engine clock: request arrivals and deadlines are shifted by the clock's reading
     when the run starts, so a trace written from t=0 can be replayed on an executor that has been up for a while.
-    Raises TimeoutError if the requests are not all finished after `timeout_s`. `idle_round_s`: run a round
-    anyway after that long without any event while requests are live (a guard against a plan that holds work
-    without asking for a wake-up); None turns it off.
+    Raises TimeoutError if the requests are not all finished after `timeout_s`. `idle_round_s`: the controller's
+    `idle_retry_s` (a round that long after a plan left work waiting on an idle cluster without asking for a
+    wake-up); None turns it off.
     """
     from genserve.engine.controller import Controller
 
     clock = executor.clock
-    ctl = Controller(policy, executor.cluster, profile, executor, clock, strict=strict)
+    ctl = Controller(policy, executor.cluster, profile, executor, clock, strict=strict, idle_retry_s=idle_round_s)
     q: "queue.Queue[Event]" = queue.Queue()
     executor.attach(q.put)  # events arrive on the executor's listener thread; the controller runs on this one
     t0 = clock.now() if time_origin is None else time_origin
@@ -53,14 +53,9 @@ def run_live(policy, executor, requests: Iterable[Request], profile, *, timeout_
     flush_s: list[float] = []
     total = len(pending)
     started = time.monotonic()
-    last_event = started
     i = 0
     while True:
         now = clock.now()
-        if idle_round_s is not None and not ctl.idle and time.monotonic() - last_event > idle_round_s:
-            ctl.wake()
-            last_event = time.monotonic()
-            log.append((now - t0, "idle-round", "no event for a while: a round anyway"))
         while i < total and pending[i].arrival <= now:
             ctl.submit(pending[i])
             log.append((now - t0, "arrival", pending[i].id))
@@ -73,7 +68,6 @@ def run_live(policy, executor, requests: Iterable[Request], profile, *, timeout_
             except queue.Empty:
                 break
             ctl.on_event(ev)
-            last_event = time.monotonic()
             log.append((ev.time - t0, type(ev).__name__, _describe(ev)))
         before = (ctl.preemptions, ctl.sp_changes)
         due = ctl.round_due()
@@ -103,7 +97,6 @@ def run_live(policy, executor, requests: Iterable[Request], profile, *, timeout_
         except queue.Empty:
             continue
         ctl.on_event(ev)
-        last_event = time.monotonic()
         log.append((ev.time - t0, type(ev).__name__, _describe(ev)))
     return LiveResult(records=dict(ctl.records), events=log, wall_s=time.monotonic() - started, rounds=ctl.rounds,
                       preemptions=ctl.preemptions, sp_changes=ctl.sp_changes, flush_s=flush_s)
