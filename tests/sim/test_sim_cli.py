@@ -99,3 +99,12 @@ def test_bench_simulator_small():
     out = json.loads(r.stdout)
     assert [x["policy"] for x in out["results"]] == ["fcfs", "srtf"]
     assert all(x["events"] > 0 and x["completed_trace"] for x in out["results"])
+
+
+def test_bench_scheduler_small():
+    r = runner.invoke(app, ["bench", "scheduler", "--seeds", "1", "--reps", "1", "--large", "16",
+                            "--large-samples", "1"])
+    assert r.exit_code == 0, r.output
+    assert "1-12 video groups" in r.output and "genserve / srtf" in r.output
+    row = [line.split() for line in r.output.splitlines() if line.strip().startswith("16 ")]
+    assert row and row[0][-1].endswith("x") and float(row[0][-1][:-1]) > 0

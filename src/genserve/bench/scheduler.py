@@ -111,8 +111,11 @@ def cmd(
     large: str = typer.Option("64,256,1024", help="cluster sizes built by tiling 8-GPU snapshots"),
     large_samples: int = typer.Option(20, help="tiled snapshots per large size"),
 ) -> None:
-    """Decision time of the genserve policy (mean / p99 / max per call, ms)."""
+    """Decision time of the genserve policy (mean / p99 / max per call, ms), with SRTF's on the same snapshots."""
     from genserve.scheduling.dp import GenServePolicy
+    from genserve.scheduling.registry import make_policy
+
+    ref = make_policy("srtf")  # the cheapest preemptive baseline, timed side by side as a yardstick
 
     snaps = capture(seeds=seeds)
     pol = GenServePolicy()
@@ -128,6 +131,7 @@ def cmd(
     all_c: list[float] = []
     sel_w: list[float] = []
     sel_c: list[float] = []
+    sel: list[Snapshot] = []
     for n in sorted(by):
         group = by[n]
         w, c = _time(pol, group, reps)
@@ -136,20 +140,27 @@ def cmd(
         if 1 <= n <= 12:
             sel_w += w
             sel_c += c
+            sel += group
         imgs = statistics.fmean(len(s.images) for s in group)
         label = f"{n}" if n < 13 else "13+"
         typer.echo(f"{label:>8} {imgs:7.1f} {len(group):7d}            {_fmt(w)}           {_fmt(c)}")
     typer.echo(f"{'all':>8} {'':7} {len(snaps):7d}            {_fmt(all_w)}           {_fmt(all_c)}")
     if sel_w:
-        typer.echo(f"1-12 video groups: wall {_fmt(sel_w)}, cpu {_fmt(sel_c)} (mean p99 max, ms; "
-                   "paper: mean 0.24-0.41 ms, max 0.7-1.9 ms)")
+        _, ref_c = _time(ref, sel, reps)
+        typer.echo(f"1-12 video groups: wall {_fmt(sel_w)}, cpu {_fmt(sel_c)} (mean p99 max, ms)")
+        typer.echo(f"  srtf, same snapshots: cpu {_fmt(ref_c)}; genserve / srtf (mean) = "
+                   f"{statistics.fmean(sel_c) / max(1e-12, statistics.fmean(ref_c)):.1f}x")
     rng = random.Random(0)
     busy = [s for s in snaps if s.videos]
-    typer.echo(f"\n{'GPUs':>6} {'videos':>7} {'images':>7}   wall ms: {head}   cpu ms: {head}")
+    typer.echo(f"\n{'GPUs':>6} {'videos':>7} {'images':>7}   wall ms: {head}   cpu ms: {head}   "
+               f"srtf cpu ms mean   genserve / srtf")
     for n in [int(x) for x in large.split(",") if x.strip()]:
         tiles = [tile([rng.choice(busy) for _ in range(n // 8)]) for _ in range(large_samples)]
         pol.plan(tiles[0])
         w, c = _time(pol, tiles, reps)
+        _, rc = _time(ref, tiles, reps)
         nv = statistics.fmean(len(s.videos) for s in tiles)
         ni = statistics.fmean(len(s.images) for s in tiles)
-        typer.echo(f"{n:>6} {nv:7.0f} {ni:7.0f}            {_fmt(w)}           {_fmt(c)}")
+        r_mean = statistics.fmean(rc)
+        typer.echo(f"{n:>6} {nv:7.0f} {ni:7.0f}            {_fmt(w)}           {_fmt(c)}   {1e3 * r_mean:16.3f}   "
+                   f"{statistics.fmean(c) / max(1e-12, r_mean):14.1f}x")
