@@ -55,22 +55,32 @@ class EngineStopped(RuntimeError):
     """The engine is not running (never started, closed, or stopped by an internal error)."""
 
 
+def _gradient(width: int, height: int, r_of_x, g_of_y, b: int):
+    """An RGB uint8 frame (height, width, 3): red varies along x, green along y, blue constant (numpy: the
+    notifier thread builds these for every placeholder output)."""
+    import numpy as np
+
+    img = np.empty((height, width, 3), dtype=np.uint8)
+    img[:, :, 0] = r_of_x(np.arange(width))[None, :] % 256
+    img[:, :, 1] = g_of_y(np.arange(height))[:, None] % 256
+    img[:, :, 2] = b % 256
+    return img
+
+
 def placeholder_png(width: int, height: int, seed: int) -> bytes:
-    """A deterministic gradient PNG (stdlib only) standing in for a real image when the executor makes none."""
+    """A deterministic gradient PNG standing in for a real image when the executor makes none."""
+    import numpy as np
+
     r0, g0, b0 = (seed * 97) % 256, (seed * 57 + 80) % 256, (seed * 31 + 160) % 256
-    rows = []
-    for y in range(height):
-        row = bytearray([0])  # filter type 0
-        gy = (g0 + 255 * y // max(1, height - 1)) % 256
-        for x in range(width):
-            row += bytes(((r0 + 255 * x // max(1, width - 1)) % 256, gy, b0))
-        rows.append(bytes(row))
+    img = _gradient(width, height, lambda x: r0 + 255 * x // max(1, width - 1),
+                    lambda y: g0 + 255 * y // max(1, height - 1), b0)
+    raw = np.concatenate([np.zeros((height, 1), np.uint8), img.reshape(height, 3 * width)], axis=1)  # filter 0
 
     def chunk(tag: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"".join(rows), 6)) + \
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw.tobytes(), 6)) + \
         chunk(b"IEND", b"")
 
 
@@ -88,12 +98,8 @@ def placeholder_mp4(path: Path, width: int, height: int, frames: int, seed: int,
     writer.send(None)
     base = (seed * 37) % 256
     for f in range(frames):
-        frame = bytearray()
-        for y in range(h):
-            gy = (255 * y // h) % 256
-            b = (base + 16 * f) % 256
-            frame += b"".join(bytes(((base + 8 * f + 255 * x // w) % 256, gy, b)) for x in range(w))
-        writer.send(bytes(frame))
+        writer.send(_gradient(w, h, lambda x: base + 8 * f + 255 * x // w, lambda y: 255 * y // h,
+                              base + 16 * f).tobytes())
     writer.close()
     os.replace(tmp, path)
     return True
