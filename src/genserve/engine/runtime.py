@@ -39,7 +39,7 @@ from typing import Any, Callable, Sequence
 
 from genserve.core.errors import GenServeError, ValidationError
 from genserve.core.events import BatchDone, Event, Failed, StepDone, VideoDone
-from genserve.core.request import Modality, Request, RequestStatus
+from genserve.core.request import Request, RequestStatus
 from genserve.core.snapshot import ClusterSpec
 from genserve.engine.api import EngineStats, RequestUpdate, UpdateCallback
 
