@@ -80,16 +80,20 @@ def _job(args):
     return run_one(policy, setting, seed, profile, opts)
 
 
+def _map(fn, tasks: list, jobs: int) -> list:
+    """fn over tasks, in `jobs` worker processes when jobs > 1 (order kept)."""
+    if jobs <= 1:
+        return [fn(t) for t in tasks]
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(jobs) as ex:
+        return list(ex.map(fn, tasks))
+
+
 def _runs(entries, settings, seeds: int, jobs: int) -> dict:
     """{(setting, name): [summary per seed]} for entries = [(name, options)]."""
     tasks = [(name, opts, s, k) for s in settings for name, opts in entries for k in range(seeds)]
-    if jobs > 1:
-        from concurrent.futures import ProcessPoolExecutor
-
-        with ProcessPoolExecutor(jobs) as ex:
-            results = list(ex.map(_job, tasks))
-    else:
-        results = [_job(t) for t in tasks]
+    results = _map(_job, tasks, jobs)
     out: dict = {}
     for (name, _, s, _), res in zip(tasks, results):
         out.setdefault((s, name), []).append(res)
@@ -148,13 +152,7 @@ def _job_rounds(args):
 def rounds_table(settings: list[str], seeds: int, jobs: int = 1) -> str:
     """genserve with a round at every step boundary ("always") against its own round skipping."""
     tasks = [(mode, s, k) for s in settings for mode in ("always", None) for k in range(seeds)]
-    if jobs > 1:
-        from concurrent.futures import ProcessPoolExecutor
-
-        with ProcessPoolExecutor(jobs) as ex:
-            results = list(ex.map(_job_rounds, tasks))
-    else:
-        results = [_job_rounds(t) for t in tasks]
+    results = _map(_job_rounds, tasks, jobs)
     got: dict = {}
     for (mode, s, _), res in zip(tasks, results):
         got.setdefault((s, mode), []).append(res)
