@@ -215,13 +215,12 @@ class OutputDir:
             same_fs = src.stat().st_dev == self.root.stat().st_dev
         except OSError:
             same_fs = False
+        if same_fs:
+            os.replace(src, dst)  # same file system: moving the engine's file in is one atomic rename
+            return dst.name
         fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-", suffix=dst.suffix)
         os.close(fd)
         try:
-            if same_fs:
-                os.replace(src, dst)  # same file system: moving the engine's file in is one atomic rename
-                os.unlink(tmp)
-                return dst.name
             shutil.copyfile(src, tmp)
             with open(tmp, "rb") as f:
                 os.fsync(f.fileno())
@@ -230,11 +229,6 @@ class OutputDir:
             if os.path.exists(tmp):
                 os.unlink(tmp)
             raise
-        return dst.name
-
-    def write_bytes(self, job_id: str, kind: str, data: bytes) -> str:
-        dst = self.path_for(job_id, kind)
-        atomic_write(dst, data)
         return dst.name
 
     def remove(self, name: str | None) -> None:
@@ -252,18 +246,3 @@ class OutputDir:
             except OSError:
                 pass
 
-
-def atomic_write(path: str | Path, data: bytes) -> None:
-    """Write via a temporary file in the same directory, fsync, then rename over `path`."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
