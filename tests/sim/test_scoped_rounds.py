@@ -20,7 +20,8 @@ def test_scoped_rounds_match_whole_cluster_rounds(gpus, rate, mix, seed):
     prof = Profile.load("paper")
     reqs = to_requests(generate_trace(WorkloadSpec(requests=300, rate=rate, mix=mix, seed=seed), prof), prof, 1.0)
     whole = run_simulation(reqs, GenServePolicy(), gpus, prof, strict=True, scoped_rounds=False)
-    scoped = run_simulation(reqs, GenServePolicy(), gpus, prof, strict=True)  # the policy opts in
+    # the policy opts in (two-level dispatch, which changes decisions, off: tests/sim/test_dispatch.py)
+    scoped = run_simulation(reqs, GenServePolicy(), gpus, prof, strict=True, dispatch=False)
     assert whole.info["scoped_rounds"] == 0
     assert scoped.info["scoped_rounds"] > whole.rounds // 10  # a real share of rounds was scoped
     key = lambda rec: (rec.id, rec.status, rec.start, rec.finish, rec.pauses, rec.sp_changes)  # noqa: E731

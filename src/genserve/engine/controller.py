@@ -157,7 +157,7 @@ class Controller:
                  max_paused_per_gpu: int | None = None, step_rounds: str | None = None,
                  on_finish: Callable[[RequestRecord], None] | None = None, coalesce_steps: bool = False,
                  online_correction=None, scoped_rounds: bool | None = None,
-                 idle_retry_s: float | None = None) -> None:
+                 idle_retry_s: float | None = None, dispatch: bool | None = None) -> None:
         self.policy = policy
         self.cluster = cluster
         # online profile correction (profiles/online.py): True, or an OnlineCorrection to share / configure. The
@@ -196,6 +196,17 @@ class Controller:
         self.scoped = (scoped_rounds and cluster.num_gpus > cluster.gpus_per_node
                        and cluster.num_gpus % cluster.gpus_per_node == 0)
         self._touched: set[int] | None = set()  # nodes with an event since the last round; None: every node
+        from genserve.engine.scope import ViewCache
+
+        self._view_cache = ViewCache()
+        # two-level scheduling (engine/dispatch.py): every waiting request belongs to one node, rounds plan nodes
+        if dispatch is None:
+            dispatch = bool(getattr(policy, "node_dispatch", False))
+        self.dispatcher = None
+        if dispatch and self.scoped:
+            from genserve.engine.dispatch import NodeDispatcher
+
+            self.dispatcher = NodeDispatcher(self)
         # live drivers: a plan that leaves work waiting on an idle cluster without asking for a wake-up would wait
         # forever (no event can come); with idle_retry_s the controller asks for a round that much later
         self.idle_retry_s = idle_retry_s
@@ -269,7 +280,10 @@ class Controller:
             self._stale.add(rid)
             self._queued_videos += 1
         self.live += 1
-        self._mark_all()
+        if self.dispatcher is not None:
+            self._mark_node(self.dispatcher.place(request))
+        else:
+            self._mark_all()
 
     def cancel(self, request_id: str) -> bool:
         """Cancel a live request. Queued and paused requests end now; a running video at its next step boundary
@@ -282,7 +296,7 @@ class Controller:
         if req.modality is Modality.IMAGE:
             if req.status is _QUEUED:
                 del self._images[request_id]
-                self._finish(req, RequestStatus.CANCELLED, now)
+                self._finish(req, RequestStatus.CANCELLED, now)  # (_finish drops its dispatch)
             else:
                 for b in self._batches.values():
                     if request_id in b.request_ids:
@@ -451,6 +465,8 @@ class Controller:
                     rec.retries += 1
                     self._videos[rid] = VideoProgress(req)
                     self._stale.add(rid)
+                    if self.dispatcher is not None:
+                        self.dispatcher.place(req)
                 else:
                     self._drop_video(vp, RequestStatus.FAILED, now)
         self._mark_all()
@@ -464,6 +480,8 @@ class Controller:
                 self.records[req.id].retries += 1
                 self._images[req.id] = ImageView(req.id, req.model, req.width, req.height, req.steps, req.arrival,
                                                  req.deadline)
+                if self.dispatcher is not None:
+                    self.dispatcher.place(req)
         else:
             self._images.pop(req.id, None)
             self._finish(req, RequestStatus.FAILED, now)
@@ -494,6 +512,11 @@ class Controller:
         if self._touched is not None:
             self._touched.add(gpu // self.cluster.gpus_per_node)
 
+    def _mark_node(self, node: int) -> None:
+        self._dirty = True
+        if self._touched is not None:
+            self._touched.add(node)
+
     def _mark_all(self) -> None:
         """An event that concerns the whole cluster (an arrival, a cancellation, a wake-up, a failure)."""
         self._dirty = True
@@ -509,6 +532,8 @@ class Controller:
 
     def _finish(self, req: Request, status: RequestStatus, now: float) -> None:
         req.transition(status, now)
+        if self.dispatcher is not None:
+            self.dispatcher.drop(req.id)
         rec = self.records[req.id]
         rec.status = status.value
         rec.finish = now
@@ -575,7 +600,9 @@ class Controller:
         """Where waiting work could use a video's GPUs at its step boundary ("events_or_waiting"): None (nothing
         queued or paused), _ALL (a queued image or video, or a paused video whose home GPU is finishing a batch
         or a decode: they may go anywhere), else the set of nodes holding a paused video's state (it resumes
-        around its home GPU, inside that node)."""
+        around its home GPU, inside that node). With a dispatcher: the nodes waiting work is assigned to."""
+        if self.dispatcher is not None:
+            return self.dispatcher.waiting_nodes() or None
         if self._images or self._queued_videos > 0:
             return _ALL
         homes = self._paused_homes
@@ -616,7 +643,9 @@ class Controller:
                         vp.truncated = True
                         self.executor.truncate(vp.request)
 
-    def snapshot(self) -> Snapshot:
+    def snapshot(self, nodes: list[int] | None = None) -> Snapshot:
+        """The snapshot of the cluster, or of `nodes` (sorted; GPUs renumbered 0.. in node order, see
+        engine/scope.py)."""
         now = self.clock.now()
         views = self._views
         if self._stale:
@@ -626,23 +655,38 @@ class Controller:
                     views[rid] = self._view(videos[rid])
             self._stale.clear()
         if self._multi and self.step_rounds != "never":  # "never" policies only continue running videos
-            self._refresh_runs(now)
+            self._refresh_runs(now, nodes)
         busy = self._busy
         overdue = [g for g, b in self._busy_end.items() if b <= now]  # estimates can run late (live engine)
         if overdue:
             busy = list(busy)
             for g in overdue:
                 busy[g] = now + _EPS
-        busy = tuple(busy)
-        return Snapshot(now=now, cluster=self.cluster, profile=self.profile, images=tuple(self._images.values()),
-                        videos=tuple(views.values()), busy_until=busy, last_image_arrival=self._last_image_arrival,
-                        info={"round": self.rounds, "policy": self.policy_name})
+        info = {"round": self.rounds, "policy": self.policy_name}
+        if nodes is None:
+            return Snapshot(now=now, cluster=self.cluster, profile=self.profile, images=tuple(self._images.values()),
+                            videos=tuple(views.values()), busy_until=tuple(busy),
+                            last_image_arrival=self._last_image_arrival, info=info)
+        from genserve.engine.scope import scoped_parts, sub_cluster
 
-    def _refresh_runs(self, now: float) -> None:
+        cl = self.cluster
+        d = self.dispatcher
+        videos, images, busy, gmap = scoped_parts(views.values(), tuple(self._images.values()), busy,
+                                                  cl.gpus_per_node, nodes, d.node_of if d is not None else None,
+                                                  self._view_cache)
+        info["scope"] = nodes
+        return Snapshot(now=now, cluster=sub_cluster(len(gmap), cl.gpus_per_node, cl.sp_degrees),
+                        profile=self.profile, images=images, videos=videos, busy_until=busy,
+                        last_image_arrival=self._last_image_arrival, info=info)
+
+    def _refresh_runs(self, now: float, nodes: list[int] | None = None) -> None:
         """Views of videos inside a multi-step run: progress and next boundary estimated from the profile (exact
-        in the simulator, where these runs exist)."""
+        in the simulator, where these runs exist). Only those led in `nodes` when given."""
         views = self._views
+        per = self.cluster.gpus_per_node
         for rid, vp in self._multi.items():
+            if nodes is not None and vp.gpus[0] // per not in nodes:
+                continue
             el = now - vp.run_start
             if el < vp.run_first:
                 k = 0
@@ -673,13 +717,18 @@ class Controller:
         """The nodes this round plans, or None for the whole cluster (see engine/scope.py): only while nothing
         waits anywhere (no queued image or video, no paused video that would resume outside its home node)."""
         touched = self._touched
+        if self.dispatcher is not None and touched is not None:
+            return self._nodes_or_all(set(touched))
         if not self.scoped or touched is None or self._images or self._queued_videos > 0:
             return None
         if self._wait_scope() is _ALL:
             return None
         if self._paused and self._free and any(h not in self._free for h in self._paused_homes.values()):
             return None  # a paused video whose home is taken may resume on the idle GPUs of any node
-        nodes = set(touched)
+        return self._nodes_or_all(set(touched))
+
+    def _nodes_or_all(self, nodes: set[int]) -> list[int] | None:
+        """`nodes` plus those of the videos at a step boundary, or None when that is every node."""
         per = self.cluster.gpus_per_node
         for rid in self._boundary:
             vp = self._videos.get(rid)
@@ -694,14 +743,17 @@ class Controller:
         self._dirty = False
         self.rounds += 1
         scope = self._round_scope()
+        if scope is not None and self.dispatcher is not None and self.dispatcher.node_of:
+            self.dispatcher.rebalance(scope)  # idle GPUs in these nodes take the cluster's most urgent waiting work
         self._touched = set()
-        snap = self.snapshot()
+        snap = self.snapshot(scope)
         gmap = None
         if scope is not None:
-            from genserve.engine.scope import sub_snapshot
-
+            per = self.cluster.gpus_per_node
+            gmap = [n * per + i for n in scope for i in range(per)]
             self.scoped_rounds += 1
-            snap, gmap = sub_snapshot(snap, scope)
+            if not self.scoped_rounds & 4095:
+                self._view_cache.prune(self._views)
         plan = self.policy.plan(snap)
         if not isinstance(plan, Plan):
             raise PlanError(f"policy {self.policy_name} returned {type(plan).__name__}, not a Plan")
@@ -742,10 +794,10 @@ class Controller:
         intents: list[VideoProgress] = []  # mid-step videos a plan wants to pause or move
         multi = self._multi
 
-        def check_group(rid: str, gpus: tuple[int, ...]) -> None:
+        def check_group(rid: str, gpus: tuple[int, ...], claims: bool = True) -> None:
             if not cluster.is_valid_group(gpus):
                 raise self._err(now, f"video {rid}: {gpus} is not an aligned SP group of a valid degree")
-            for g in gpus:
+            for g in (gpus if claims else ()):
                 if g in claimed:
                     raise self._err(now, f"GPU {g} is assigned twice")
 
@@ -775,7 +827,7 @@ class Controller:
                 steps.append((vp, vp.gpus))
                 claimed.update(vp.gpus)
             elif kind is _RECONFIGURE:
-                check_group(rid, a.gpus)
+                check_group(rid, a.gpus, claims=False)  # double booking: checked below, once `kept` is known
                 moves.append((vp, a.gpus))
                 free.update(vp.gpus)
             else:
@@ -832,9 +884,10 @@ class Controller:
                     if vp.decoding:
                         raise self._err(now, f"video {rid} is decoding and must continue on {vp.gpus}")
                     if vp.in_flight:
-                        check_group(rid, a.gpus)
-                        claimed.update(a.gpus)  # reserved on paper; re-decided at its boundary
                         intents.append(vp)
+                        if kept.isdisjoint(a.gpus):  # (a GPU kept by a refused pause: nothing to reserve)
+                            check_group(rid, a.gpus)
+                            claimed.update(a.gpus)  # reserved on paper; re-decided at its boundary
                 else:
                     raise self._err(now, f"video {rid} (running) cannot {kind.value}")
                 continue
@@ -892,6 +945,8 @@ class Controller:
                 self._paused_homes.pop(vp.request.id, None)
             else:
                 self._queued_videos -= 1
+            if self.dispatcher is not None:
+                self.dispatcher.drop(vp.request.id)
             self._run_step(vp, gpus, now)
         for ids, g in batches:
             self._start_batch(ids, g, now)
@@ -940,6 +995,8 @@ class Controller:
         self._paused += 1
         self._paused_homes[req.id] = leader
         self._stale.add(req.id)
+        if self.dispatcher is not None:
+            self.dispatcher.assign(req.id, leader // self.cluster.gpus_per_node, 1)
         self.executor.pause(req, leader)
 
     def _run_step(self, vp: VideoProgress, gpus: tuple[int, ...], now: float) -> None:
@@ -1004,6 +1061,8 @@ class Controller:
         reqs = []
         for rid in ids:
             del self._images[rid]
+            if self.dispatcher is not None:
+                self.dispatcher.drop(rid)
             req = self.requests[rid]
             req.transition(_RUNNING, now)
             rec = self.records[rid]

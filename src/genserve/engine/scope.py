@@ -33,29 +33,71 @@ def _moved(v: VideoView, local: dict[int, int]) -> VideoView:
     d = new.__dict__
     d.update(v.__dict__)
     d["gpus"] = tuple(local[g] for g in v.gpus)
-    if v.home_gpu is not None:
-        d["home_gpu"] = local[v.home_gpu]
+    h = v.home_gpu
+    if h is not None:
+        d["home_gpu"] = local.get(h)  # None: a paused video dispatched here from another node
     return new
 
 
-def sub_snapshot(snap: Snapshot, nodes: list[int]) -> tuple[Snapshot, list[int]]:
-    """The snapshot restricted to `nodes` (sorted), GPUs renumbered 0.. in node order, and the map local -> global.
+class ViewCache:
+    """Renumbered views from earlier scoped rounds: a view that did not change, planned at the same local offset,
+    is reused (most views do not change between two rounds of one node)."""
 
-    Keeps running videos led in those nodes and paused videos homed there; queued work must not exist (the caller
-    scopes only rounds where nothing waits)."""
-    cl = snap.cluster
-    per = cl.gpus_per_node
+    def __init__(self) -> None:
+        self._c: dict[str, tuple] = {}
+
+    def get(self, v: VideoView, base: int, local: dict[int, int]) -> VideoView:
+        hit = self._c.get(v.id)
+        if hit is not None and hit[0] is v and hit[1] == base:
+            return hit[2]
+        new = _moved(v, local)
+        self._c[v.id] = (v, base, new)
+        return new
+
+    def prune(self, live) -> None:
+        """Forget views of requests no longer live (call now and then)."""
+        self._c = {k: x for k, x in self._c.items() if k in live}
+
+
+def scoped_parts(views, images, busy, per: int, nodes: list[int], assigned: dict[str, int] | None = None,
+                 cache: ViewCache | None = None):
+    """The videos, images and busy times of `nodes` (sorted), GPUs renumbered 0.. in node order, and the map
+    local -> global (see `sub_snapshot`)."""
     gmap = [n * per + i for n in nodes for i in range(per)]
     local = {g: i for i, g in enumerate(gmap)}
-    keep = set(nodes)
-    videos = []
-    for v in snap.videos:
-        lead = v.gpus[0] if v.gpus else v.home_gpu
-        if lead is not None and lead // per in keep:
-            videos.append(_moved(v, local))
-    busy = snap.busy_until
-    sub = Snapshot(now=snap.now, cluster=sub_cluster(len(gmap), per, cl.sp_degrees), profile=snap.profile,
-                   images=snap.images, videos=tuple(videos), busy_until=tuple(busy[g] for g in gmap),
+    base_of = {n: i * per for i, n in enumerate(nodes)}
+    keep = base_of.keys()
+    out = []
+    for v in views:
+        if v.gpus:
+            node = v.gpus[0] // per
+        elif assigned is not None:
+            node = assigned.get(v.id)
+        elif v.home_gpu is not None:
+            node = v.home_gpu // per
+        else:
+            continue
+        if node in keep:
+            base = base_of[node] - node * per
+            out.append(cache.get(v, base, local) if cache is not None and v.gpus else _moved(v, local))
+    if assigned is not None:
+        images = tuple(im for im in images if assigned.get(im.id) in keep)
+    return tuple(out), images, tuple(busy[g] for g in gmap), gmap
+
+
+def sub_snapshot(snap: Snapshot, nodes: list[int], assigned: dict[str, int] | None = None
+                 ) -> tuple[Snapshot, list[int]]:
+    """The snapshot restricted to `nodes` (sorted), GPUs renumbered 0.. in node order, and the map local -> global.
+
+    Keeps running videos led in those nodes. Waiting work: without `assigned`, paused videos homed there (queued
+    work must not exist: the caller scopes such rounds only while nothing waits); with `assigned` (request ->
+    node, engine/dispatch.py), the queued and paused requests assigned to those nodes, a paused one homed
+    elsewhere without a home GPU (it resumes on GPUs of these nodes)."""
+    cl = snap.cluster
+    videos, images, busy, gmap = scoped_parts(snap.videos, snap.images, snap.busy_until, cl.gpus_per_node, nodes,
+                                              assigned)
+    sub = Snapshot(now=snap.now, cluster=sub_cluster(len(gmap), cl.gpus_per_node, cl.sp_degrees),
+                   profile=snap.profile, images=images, videos=videos, busy_until=busy,
                    last_image_arrival=snap.last_image_arrival, info={**snap.info, "scope": list(nodes)})
     return sub, gmap
 

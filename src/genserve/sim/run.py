@@ -42,7 +42,8 @@ def _fresh(r: Request) -> Request:
 def run_simulation(requests: Sequence[Request], policy, cluster: ClusterSpec | int, profile, *, options=None,
                    strict: bool = False, log: bool = False, until: float | None = None,
                    coalesce_steps: bool = True, wall_budget_s: float | None = None, executor_profile=None,
-                   online_correction=False, scoped_rounds: bool | None = None) -> SimResult:
+                   online_correction=False, scoped_rounds: bool | None = None,
+                   dispatch: bool | None = None) -> SimResult:
     """Simulate `requests` under `policy` and return a SimResult (records, counters, `summary()`).
 
     policy: a Policy object, or a registry name (`make_policy(name, options)`).
@@ -58,6 +59,7 @@ def run_simulation(requests: Sequence[Request], policy, cluster: ClusterSpec | i
     online_correction: correct the controller's profile online from the measured durations (profiles/online.py;
     True or an OnlineCorrection); a no-op when the executor follows `profile`. `info["correction"]` has the factors.
     scoped_rounds: plan only the touched nodes while nothing waits (engine/scope.py); None: as the policy says.
+    dispatch: two-level scheduling on several nodes (engine/dispatch.py); None: as the policy says.
     The input requests are not modified (each run works on fresh copies).
     """
     t0 = time.perf_counter()
@@ -95,7 +97,7 @@ def run_simulation(requests: Sequence[Request], policy, cluster: ClusterSpec | i
 
     executor = SimExecutor(executor_profile or profile, cluster, clock, schedule, log=log)
     ctl = Controller(policy, cluster, profile, executor, clock, strict=strict, coalesce_steps=coalesce_steps,
-                     online_correction=online_correction, scoped_rounds=scoped_rounds)
+                     online_correction=online_correction, scoped_rounds=scoped_rounds, dispatch=dispatch)
     # validate every distinct request shape once, up front: a bad trace fails before simulating anything
     shapes = {}
     for r in reqs:
@@ -153,6 +155,7 @@ def run_simulation(requests: Sequence[Request], policy, cluster: ClusterSpec | i
         wall_s=time.perf_counter() - t0, log=executor.log,
         info={"profile": profile.name, "gpus_per_node": cluster.gpus_per_node, "stopped": stopped, "submitted": i,
               "scoped_rounds": ctl.scoped_rounds,
+              "dispatch_pulls": ctl.dispatcher.pulls if ctl.dispatcher is not None else 0,
               **({"correction": ctl.correction.factors()} if ctl.correction is not None else {})},
     )
 

@@ -247,6 +247,8 @@ class GenServePolicy:
     # while nothing waits, the DP decomposes by node: the controller may plan only the touched nodes
     # (engine/scope.py)
     node_scoped_rounds = True
+    # on several nodes: two-level scheduling, each waiting request dispatched to one node (engine/dispatch.py)
+    node_dispatch = True
 
     def __init__(self, options: PolicyOptions | None = None, tuning: Tuning | None = None) -> None:
         self.options = options or PolicyOptions()

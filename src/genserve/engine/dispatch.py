@@ -1,0 +1,212 @@
+"""Two-level scheduling on multi-node clusters: each waiting request belongs to one node, each round plans nodes.
+
+The flat GenServe DP sees the whole cluster in every round, and a round is due on every arrival and, while
+anything waits, at every video step boundary anywhere: at 64 GPUs that is ~6 rounds per request at ~1 ms each.
+Here a cheap cluster-level dispatcher gives every waiting request (queued image, queued video, paused video) a
+node, and rounds plan only the nodes concerned with the very same policy code (engine/scope.py builds their
+sub-snapshot): an arrival plans its node, a step boundary gets a round only in a node where work waits, and an
+event plans the node it happened in.
+
+Placement (`place`), at arrival or requeue:
+* the node with a free aligned block big enough for the request (an image: one GPU; a video: the smallest degree
+  that meets its deadline from now, else the largest free block), counting free GPUs already promised to the
+  node's own waiting work; best fit (the fewest free GPUs) keeps large blocks whole for videos;
+* else the node whose waiting work needs the fewest GPUs, then, for an image, whose running videos that could
+  give GPUs away (positive slack, or a degree above 1) reach a step boundary first (a node DP preempts or shrinks
+  a video only at its boundary), for a video the one holding the running video with the most slack (the flat
+  DP's victim order).
+Rebalancing (`rebalance`): before a round, a node with idle GPUs takes the most urgent waiting requests of the
+cluster (its own, and those of nodes without an idle GPU) that its idle GPUs can hold: images first, then videos
+that can still meet their deadline, shortest work first (the flat DP's order for queued videos). A paused video
+so taken resumes there (its state moves, as "resume elsewhere" does in the flat DP).
+
+What it gives up against the flat DP: a waiting request is weighed against the videos of one node, not of the
+cluster, and same-shape images waiting in different nodes are not batched together. The attainment study
+(docs/simulator.md) compares both at 16-256 GPUs.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from genserve.core.request import Modality, Request, RequestStatus
+
+if TYPE_CHECKING:
+    from genserve.engine.controller import Controller
+
+_RUNNING = RequestStatus.RUNNING
+
+
+class NodeDispatcher:
+    """Which node each waiting request belongs to (see the module docstring)."""
+
+    def __init__(self, ctl: "Controller") -> None:
+        self.ctl = ctl
+        cl = ctl.cluster
+        self.per = cl.gpus_per_node
+        self.num_nodes = cl.num_gpus // cl.gpus_per_node
+        self.degrees = tuple(p for p in cl.usable_degrees)
+        self.node_of: dict[str, int] = {}  # waiting request -> node
+        self._need: dict[str, int] = {}  # waiting request -> GPUs it asks for (for placement arithmetic)
+        self.items: list[dict[str, None]] = [{} for _ in range(self.num_nodes)]  # per node, in arrival order
+        self.need = [0] * self.num_nodes  # per node: GPUs its waiting work asks for
+        self.pulls = 0
+
+    # ---- bookkeeping -------------------------------------------------------------------------------------
+    def assign(self, rid: str, node: int, need: int) -> None:
+        self.drop(rid)
+        self.node_of[rid] = node
+        self._need[rid] = need
+        self.items[node][rid] = None
+        self.need[node] += need
+
+    def drop(self, rid: str) -> None:
+        node = self.node_of.pop(rid, None)
+        if node is not None:
+            self.need[node] -= self._need.pop(rid)
+            del self.items[node][rid]
+
+    def waiting_nodes(self) -> set[int]:
+        return {n for n, it in enumerate(self.items) if it}
+
+    # ---- placement ---------------------------------------------------------------------------------------
+    def _free_by_node(self) -> list[list[int]]:
+        per = self.per
+        out: list[list[int]] = [[] for _ in range(self.num_nodes)]
+        for g in self.ctl._free:
+            if self.ctl._busy[g] <= self.ctl.clock.now():
+                out[g // per].append(g)
+        return out
+
+    def _largest_block(self, free: list[int]) -> int:
+        """The largest aligned block (a usable degree) inside one node's free GPUs."""
+        if not free:
+            return 0
+        fs = set(free)
+        per = self.per
+        for p in reversed(self.degrees):
+            for s in range(0, per, p):
+                base = free[0] - free[0] % per + s
+                if all(base + i in fs for i in range(p)):
+                    return p
+        return 0
+
+    def _wanted_degree(self, req: Request, now: float) -> int:
+        """The smallest degree that meets the deadline from now (the largest one when none does)."""
+        prof = self.ctl.profile
+        degs = [p for p in self.degrees if p in set(prof.degrees(req.model))] or [1]
+        extra = now + prof.text_encode(req.model) + prof.video_decode(req.model, req.width, req.height, req.frames)
+        for p in degs:
+            if extra + req.steps * prof.video_step(req.model, req.width, req.height, req.frames, p) <= req.deadline:
+                return p
+        return degs[-1]
+
+    def _yield_times(self) -> tuple[list[float], list[float]]:
+        """Per node: the earliest step boundary of a running video that could give GPUs away (positive slack at
+        its degree, or a degree above 1 to shrink from), and the largest slack of such a video (inf / -inf when
+        none)."""
+        ctl = self.ctl
+        now = ctl.clock.now()
+        per = self.per
+        prof = ctl.profile
+        first = [float("inf")] * self.num_nodes
+        most = [float("-inf")] * self.num_nodes
+        multi = ctl._multi
+        for vp in ctl._videos.values():
+            req = vp.request
+            if req.status is not _RUNNING or vp.decoding or not vp.gpus:
+                continue
+            p = len(vp.gpus)
+            ts = prof.video_step(req.model, req.width, req.height, req.frames, p)
+            done = vp.steps_done
+            if req.id in multi and vp.step_s > 0:
+                el = now - vp.run_start
+                k = 0 if el < vp.run_first else 1 + int((el - vp.run_first) / vp.step_s)
+                t = vp.run_start + vp.run_first + k * vp.step_s
+                done = min(vp.run_base + k, vp.run_end - 1)
+            else:
+                t = vp.busy_until if vp.in_flight else now
+            slack = req.deadline - (t + (req.steps - done - 1) * ts
+                                    + prof.video_decode(req.model, req.width, req.height, req.frames))
+            if slack <= 0 and p == 1:
+                continue
+            n = vp.gpus[0] // per
+            if t < first[n]:
+                first[n] = t
+            if slack > most[n]:
+                most[n] = slack
+        return first, most
+
+    def place(self, req: Request) -> int:
+        """Give a newly waiting request a node (and return it)."""
+        now = self.ctl.clock.now()
+        free = self._free_by_node()
+        if req.modality is Modality.IMAGE:
+            want = 1
+            room = [len(f) - self.need[n] for n, f in enumerate(free)]
+            fits = [n for n in range(self.num_nodes) if room[n] >= 1]
+        else:
+            want = self._wanted_degree(req, now)
+            blocks = [self._largest_block(f) if len(f) > self.need[n] else 0 for n, f in enumerate(free)]
+            fits = [n for n in range(self.num_nodes) if blocks[n] >= want]
+            if not fits:
+                best = max(blocks)
+                fits = [n for n in range(self.num_nodes) if best and blocks[n] == best]
+            room = [len(f) - self.need[n] for n, f in enumerate(free)]
+        if fits:
+            node = min(fits, key=lambda n: (room[n], n))
+        else:  # no room: where a running video can give GPUs away soonest (images) / has the most slack (videos)
+            first, most = self._yield_times()
+            if req.modality is Modality.IMAGE:
+                node = min(range(self.num_nodes), key=lambda n: (self.need[n], first[n], n))
+            else:
+                node = min(range(self.num_nodes), key=lambda n: (self.need[n], -most[n], n))
+        self.assign(req.id, node, want)
+        return node
+
+    def _priority(self, rid: str, now: float) -> tuple:
+        """Who gets idle GPUs first: images (earliest deadline first), then videos that can still meet their
+        deadline, shortest work first (the flat DP's anchor order), then the others."""
+        req = self.ctl.requests[rid]
+        if req.modality is Modality.IMAGE:
+            return (0, req.deadline)
+        vp = self.ctl._videos[rid]
+        prof = self.ctl.profile
+        rem = req.steps - vp.steps_done
+        t1 = prof.video_step(req.model, req.width, req.height, req.frames, 1)
+        fixed = prof.video_decode(req.model, req.width, req.height, req.frames) + (
+            0.0 if vp.ever_ran else prof.text_encode(req.model))
+        fast = min(prof.video_step(req.model, req.width, req.height, req.frames, p)
+                   for p in self.degrees if p in set(prof.degrees(req.model)))
+        feasible = now + fixed + rem * fast <= req.deadline
+        return (1 if feasible else 2, rem * t1, req.deadline)
+
+    def rebalance(self, nodes) -> list[int]:
+        """Before a round: each of `nodes` with idle GPUs takes the most urgent waiting requests of the cluster
+        (its own and those of nodes without an idle GPU) up to what its idle GPUs hold. Returns the nodes that
+        gave work away."""
+        free = self._free_by_node()
+        takers = [m for m in nodes if free[m]]
+        if not takers or not self.node_of:
+            return []
+        donors = [n for n in range(self.num_nodes) if self.items[n] and not free[n]]
+        if not donors:
+            return []
+        now = self.ctl.clock.now()
+        prio = self._priority
+        pool = {rid: (prio(rid, now), n) for n in donors for rid in self.items[n]}
+        changed: set[int] = set()
+        for m in takers:
+            ranked = sorted([(prio(rid, now), rid, m) for rid in self.items[m]]
+                            + [(k, rid, n) for rid, (k, n) in pool.items()])
+            room = len(free[m])
+            for _, rid, n in ranked:
+                if room <= 0:
+                    break
+                room -= self._need[rid]
+                if n != m:
+                    self.assign(rid, m, self._need[rid])
+                    del pool[rid]
+                    changed.add(n)
+                    self.pulls += 1
+        return sorted(changed)
