@@ -45,9 +45,10 @@ from typing import Any, Callable, Iterable
 
 from genserve.core.errors import GenServeError, ProfileError, ValidationError
 from genserve.core.events import Arrival, BatchDone, Event, Failed, StepDone, VideoDone
-from genserve.core.plan import ActionKind, Plan
+from genserve.core.plan import Action, ActionKind, Plan
 from genserve.core.request import Modality, Request, RequestStatus
 from genserve.core.snapshot import ClusterSpec, ImageView, Snapshot, VideoView
+from genserve.engine.scope import ViewCache, fast_snapshot, lift_plan, scoped_parts, sub_cluster
 from genserve.executors.base import Executor, StepSetup
 
 NEG_INF = float("-inf")
@@ -141,6 +142,7 @@ class VideoProgress:
     run_plain: bool = False  # the run's StepDone duration is a plain step (no encode / resume / move inside)
     truncated: bool = False  # its multi-step run was asked to stop at the next boundary
     replan: bool = False  # a plan wanted it to pause or move while mid-step: round at its next boundary
+    grow_to: tuple[int, ...] | None = None  # two-level mode: the last plan's scale-up for it while mid-step
 
 
 @dataclass
@@ -196,8 +198,6 @@ class Controller:
         self.scoped = (scoped_rounds and cluster.num_gpus > cluster.gpus_per_node
                        and cluster.num_gpus % cluster.gpus_per_node == 0)
         self._touched: set[int] | None = set()  # nodes with an event since the last round; None: every node
-        from genserve.engine.scope import ViewCache
-
         self._view_cache = ViewCache()
         # two-level scheduling (engine/dispatch.py): every waiting request belongs to one node, rounds plan nodes
         if dispatch is None:
@@ -225,6 +225,7 @@ class Controller:
         self._batches: dict[int, _RunningBatch] = {}
         self._batch_seq = 0
         self._boundary: list[str] = []  # videos that reached a step boundary since the last flush
+        self._grow_due: list[VideoProgress] = []  # two-level mode: planned scale-ups due at this flush
         self._queued_videos = 0
         self._paused = 0
         self._paused_homes: dict[str, int] = {}  # paused video -> the GPU holding its state
@@ -366,7 +367,10 @@ class Controller:
         vp.truncated = False
         if vp.replan:  # a plan wanted this video to pause or move while it was mid-step: decide now
             vp.replan = False
-            self._mark(vp.gpus[0])
+            if vp.grow_to is not None:
+                self._grow_due.append(vp)  # a scale-up: applied at the flush unless a round is due anyway
+            else:
+                self._mark(vp.gpus[0])
         if vp.cancel_pending:
             self._release(vp.gpus)
             self.executor.discard(req, vp.gpus)
@@ -375,11 +379,12 @@ class Controller:
             return
         if vp.steps_done >= req.steps:
             leader = vp.gpus[0]
-            if len(vp.gpus) > 1:
-                self._release(vp.gpus[1:])
-                self._mark(leader)
+            freed = vp.gpus[1:]
             vp.gpus = (leader,)
             vp.decoding = True
+            if freed:
+                self._release(freed)
+                self._freed(freed)
             end = ev.time + self.profile.video_decode(req.model, req.width, req.height, req.frames)
             vp.busy_until = end
             self._busy[leader] = end
@@ -397,7 +402,7 @@ class Controller:
         self._release(vp.gpus)
         status = RequestStatus.CANCELLED if vp.cancel_pending else RequestStatus.DONE
         self._drop_video(vp, status, ev.time)
-        self._mark(vp.gpus[0])
+        self._freed(vp.gpus)
 
     def _on_batch(self, ev: BatchDone) -> None:
         key = None
@@ -419,7 +424,7 @@ class Controller:
         for rid in b.request_ids:
             req = self.requests[rid]
             self._finish(req, RequestStatus.CANCELLED if rid in b.cancelled else RequestStatus.DONE, ev.time)
-        self._mark(b.gpu)
+        self._freed((b.gpu,))
 
     def _on_failed(self, ev: Failed) -> None:
         now = ev.time
@@ -511,6 +516,40 @@ class Controller:
         self._dirty = True
         if self._touched is not None:
             self._touched.add(gpu // self.cluster.gpus_per_node)
+
+    def _freed(self, gpus: tuple[int, ...]) -> None:
+        """GPUs became idle: a round, except in two-level mode when nothing waits anywhere and no running video of
+        their node could grow into them (its next degree's block holds only its GPUs and idle ones): such a round
+        could only confirm the plan in force. (A video's freed GPUs never complete another's block: aligned
+        blocks nest, so such a block would hold the decoding leader.)"""
+        if self.dispatcher is None or self.dispatcher.node_of or self._could_grow(gpus):
+            self._mark(gpus[0])
+
+    def _could_grow(self, gpus: tuple[int, ...]) -> bool:
+        per = self.cluster.gpus_per_node
+        node = gpus[0] // per
+        free = self._free
+        usable = self.cluster.usable_degrees
+        for vp in self._videos.values():
+            vg = vp.gpus
+            if not vg or vg[0] // per != node or vp.decoding or vp.request.status is not _RUNNING:
+                continue
+            p = len(vg)
+            degs = self.profile.degrees(vp.request.model)
+            q = next((d for d in usable if d > p and d in degs), None)
+            if q is None:
+                continue
+            start = vg[0] - vg[0] % q
+            if any(start <= g < start + q for g in gpus) and all(
+                    g in vg or g in free for g in range(start, start + q)) and self._faster(vp.request, p, q):
+                return True
+        return False
+
+    def _faster(self, req: Request, p: int, q: int) -> bool:
+        """Whether a step at degree q is faster than at p (else the GenServe DP does not grow a video to q)."""
+        prof = self.profile
+        return (prof.video_step(req.model, req.width, req.height, req.frames, q)
+                < prof.video_step(req.model, req.width, req.height, req.frames, p))
 
     def _mark_node(self, node: int) -> None:
         self._dirty = True
@@ -626,6 +665,9 @@ class Controller:
             self.round()
         else:
             self._dirty = False
+            if self._grow_due:
+                self._apply_growth(self.clock.now())
+        self._grow_due.clear()
         if self._boundary:
             now = self.clock.now()
             for rid in self._boundary:
@@ -667,17 +709,14 @@ class Controller:
             return Snapshot(now=now, cluster=self.cluster, profile=self.profile, images=tuple(self._images.values()),
                             videos=tuple(views.values()), busy_until=tuple(busy),
                             last_image_arrival=self._last_image_arrival, info=info)
-        from genserve.engine.scope import scoped_parts, sub_cluster
-
         cl = self.cluster
         d = self.dispatcher
         videos, images, busy, gmap = scoped_parts(views.values(), tuple(self._images.values()), busy,
                                                   cl.gpus_per_node, nodes, d.node_of if d is not None else None,
                                                   self._view_cache)
         info["scope"] = nodes
-        return Snapshot(now=now, cluster=sub_cluster(len(gmap), cl.gpus_per_node, cl.sp_degrees),
-                        profile=self.profile, images=images, videos=videos, busy_until=busy,
-                        last_image_arrival=self._last_image_arrival, info=info)
+        return fast_snapshot(now, sub_cluster(len(gmap), cl.gpus_per_node, cl.sp_degrees), self.profile, images,
+                             videos, busy, self._last_image_arrival, info)
 
     def _refresh_runs(self, now: float, nodes: list[int] | None = None) -> None:
         """Views of videos inside a multi-step run: progress and next boundary estimated from the profile (exact
@@ -765,8 +804,6 @@ class Controller:
                 raise PlanError(f"policy {self.policy_name} returned an invalid plan at t={snap.now:.6f}: "
                                 + "; ".join(bad[:5]) + (f" (+{len(bad) - 5} more)" if len(bad) > 5 else ""))
         if gmap is not None:
-            from genserve.engine.scope import lift_plan
-
             plan = lift_plan(plan, gmap)
         self._apply(plan, snap.now)
         wake = plan.wake_at
@@ -863,12 +900,16 @@ class Controller:
             if kind is _CONTINUE and vp is not None and vp.request.status is _RUNNING and (vp.in_flight or vp.decoding):
                 if a.gpus != vp.gpus:  # fast path: a running video keeps its GPUs (they stay owned)
                     raise self._err(now, f"video {rid}: continue must keep its GPUs {vp.gpus}, got {a.gpus}")
+                vp.grow_to = None
+                if self.dispatcher is not None:
+                    vp.replan = False  # two-level mode: the latest plan for it wants no change at its boundary
                 continue
             if kind is _HOLD:
                 if vp is not None:
                     if vp.decoding:
                         raise self._err(now, f"video {rid} is decoding and must continue on {vp.gpus}")
                     if vp.in_flight:
+                        vp.grow_to = None
                         intents.append(vp)
                 continue
             if vp is None:
@@ -885,6 +926,10 @@ class Controller:
                         raise self._err(now, f"video {rid} is decoding and must continue on {vp.gpus}")
                     if vp.in_flight:
                         intents.append(vp)
+                        # two-level mode: a pure scale-up (nothing is freed for others) needs no round at the
+                        # boundary when nothing else happens in the node by then: it is applied at the flush
+                        vp.grow_to = (a.gpus if self.dispatcher is not None and len(a.gpus) > len(vp.gpus)
+                                      and set(vp.gpus).issubset(a.gpus) else None)
                         if kept.isdisjoint(a.gpus):  # (a GPU kept by a refused pause: nothing to reserve)
                             check_group(rid, a.gpus)
                             claimed.update(a.gpus)  # reserved on paper; re-decided at its boundary
@@ -1023,7 +1068,9 @@ class Controller:
             source = vp.gpus[0]
             dur += prof.reconfigure_cost(req.model, p)
             self._release(vp.gpus)
-            if self._replan_moves:  # a running video changes degree one step at a time: ask again at its boundary
+            # a running video changes degree one step at a time: ask again at its boundary (in two-level mode only
+            # when it grew and the next larger block around it could be taken)
+            if self._replan_moves and (self.dispatcher is None or (p > len(vp.gpus) and self._may_grow(req, gpus))):
                 vp.replan = True
         else:
             setup = StepSetup.CONTINUE
@@ -1056,6 +1103,29 @@ class Controller:
             self.executor.run_step(req, vp.steps_done, gpus, setup, source, count=count)
         else:
             self.executor.run_step(req, vp.steps_done, gpus, setup, source)
+
+    def _may_grow(self, req: Request, gpus: tuple[int, ...]) -> bool:
+        """Whether the next degree's aligned block around `gpus` exists and holds only these GPUs and idle ones.
+        (The GenServe DP may also grow over another running video's GPUs, pausing or shrinking it, but with
+        nothing waiting in the node it practically never does.)"""
+        p = len(gpus)
+        cl = self.cluster
+        q = next((d for d in cl.usable_degrees if d > p and d in self.profile.degrees(req.model)), None)
+        if q is None:
+            return False
+        start = gpus[0] - gpus[0] % q
+        free = self._free
+        return all(g in gpus or g in free for g in range(start, start + q)) and self._faster(req, p, q)
+
+    def _apply_growth(self, now: float) -> None:
+        """Two-level mode, no round due: videos whose last plan scaled them up while mid-step do it now."""
+        plan = Plan()
+        for vp in self._grow_due:
+            if vp.grow_to is not None and vp.request.id in self._boundary and not vp.in_flight:
+                plan.actions[vp.request.id] = Action(_RECONFIGURE, vp.grow_to)
+            vp.grow_to = None
+        if plan.actions:
+            self._apply(plan, now)
 
     def _start_batch(self, ids: tuple[str, ...], gpu: int, now: float) -> None:
         reqs = []

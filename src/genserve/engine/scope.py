@@ -13,7 +13,7 @@ A policy opts in with `node_scoped_rounds = True` (it must be correct on any sub
 
 from __future__ import annotations
 
-from genserve.core.plan import Action, Plan
+from genserve.core.plan import Action, ImageBatch, Plan
 from genserve.core.snapshot import ClusterSpec, Snapshot, VideoView
 
 _CLUSTERS: dict[tuple, ClusterSpec] = {}
@@ -102,11 +102,36 @@ def sub_snapshot(snap: Snapshot, nodes: list[int], assigned: dict[str, int] | No
     return sub, gmap
 
 
+_LIFTED: dict[tuple, dict[Action, Action]] = {}  # per GPU map: action -> the same action on cluster GPU ids
+
+
 def lift_plan(plan: Plan, gmap: list[int]) -> Plan:
     """A plan on a sub-snapshot, with GPU ids mapped back to the cluster."""
+    key = tuple(gmap)
+    lifted = _LIFTED.get(key)
+    if lifted is None:
+        if len(_LIFTED) > 4096:
+            _LIFTED.clear()
+        lifted = _LIFTED[key] = {}
     out = Plan(wake_at=plan.wake_at)
+    actions = out.actions
     for rid, a in plan.actions.items():
-        out.actions[rid] = Action(a.kind, tuple(gmap[g] for g in a.gpus), a.batch) if a.gpus else a
-    for b in plan.batches:
-        out.add_batch(b.request_ids, gmap[b.gpu])
+        if a.gpus:
+            m = lifted.get(a)
+            if m is None:
+                m = lifted[a] = Action(a.kind, tuple(gmap[g] for g in a.gpus), a.batch)
+            a = m
+        actions[rid] = a
+    if plan.batches:
+        out.batches = [ImageBatch(b.request_ids, gmap[b.gpu]) for b in plan.batches]
     return out
+
+
+def fast_snapshot(now: float, cluster: ClusterSpec, profile, images: tuple, videos: tuple, busy: tuple,
+                  last_image_arrival: float | None, info: dict) -> Snapshot:
+    """A Snapshot built without the frozen dataclass's per-field checks (the controller's hot path: its fields
+    are consistent by construction)."""
+    s = object.__new__(Snapshot)
+    s.__dict__.update(now=now, cluster=cluster, profile=profile, images=images, videos=videos, busy_until=busy,
+                      last_image_arrival=last_image_arrival, info=info)
+    return s
