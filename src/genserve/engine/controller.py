@@ -226,6 +226,7 @@ class Controller:
         self._batch_seq = 0
         self._boundary: list[str] = []  # videos that reached a step boundary since the last flush
         self._grow_due: list[VideoProgress] = []  # two-level mode: planned scale-ups due at this flush
+        self._cut_nodes: set[int] = set()  # two-level mode: waiting nodes whose multi-step runs were cut
         self._queued_videos = 0
         self._paused = 0
         self._paused_homes: dict[str, int] = {}  # paused video -> the GPU holding its state
@@ -282,7 +283,13 @@ class Controller:
             self._queued_videos += 1
         self.live += 1
         if self.dispatcher is not None:
-            self._mark_node(self.dispatcher.place(request))
+            node = self.dispatcher.place(request)
+            per = self.cluster.gpus_per_node
+            if any(g // per == node for g in self._free):
+                self._mark_node(node)
+            # else no round now: nothing can start there before the node's next step boundary or completion, and
+            # with work waiting in the node each of those brings a round (its multi-step runs are cut at their next
+            # boundary at this flush), which decides exactly what a round now would leave it to decide
         else:
             self._mark_all()
 
@@ -677,6 +684,12 @@ class Controller:
             self._boundary.clear()
         if self._multi and self._boundary_when_waiting:
             scope = self._wait_scope()
+            if self.dispatcher is not None:
+                # only nodes that started waiting since the last flush: runs issued later in a waiting node are
+                # single steps, and earlier ones there were cut already
+                new = (scope or set()) - self._cut_nodes
+                self._cut_nodes = scope or set()
+                scope = new or None
             if scope is not None:
                 # something waits: step boundaries where it could get GPUs get rounds again, so multi-step runs
                 # there end at their next boundary
@@ -748,9 +761,13 @@ class Controller:
     @staticmethod
     def _view(vp: VideoProgress) -> VideoView:
         r = vp.request
-        return VideoView(r.id, r.model, r.width, r.height, r.frames, r.steps, vp.steps_done, r.arrival, r.deadline,
-                         r.status, vp.gpus if r.status is _RUNNING else (), vp.home_gpu, vp.busy_until, vp.decoding,
-                         vp.pauses, vp.sp_changes)
+        v = object.__new__(VideoView)  # the frozen dataclass's __init__ without its per-field setattr (hot path)
+        v.__dict__.update(id=r.id, model=r.model, width=r.width, height=r.height, frames=r.frames, steps=r.steps,
+                          steps_done=vp.steps_done, arrival=r.arrival, deadline=r.deadline, status=r.status,
+                          gpus=vp.gpus if r.status is _RUNNING else (), home_gpu=vp.home_gpu,
+                          busy_until=vp.busy_until, decoding=vp.decoding, pauses=vp.pauses,
+                          sp_changes=vp.sp_changes)
+        return v
 
     def _round_scope(self) -> list[int] | None:
         """The nodes this round plans, or None for the whole cluster (see engine/scope.py): only while nothing

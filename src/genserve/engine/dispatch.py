@@ -73,9 +73,8 @@ class NodeDispatcher:
     def _free_by_node(self) -> list[list[int]]:
         per = self.per
         out: list[list[int]] = [[] for _ in range(self.num_nodes)]
-        for g in self.ctl._free:
-            if self.ctl._busy[g] <= self.ctl.clock.now():
-                out[g // per].append(g)
+        for g in self.ctl._free:  # (idle GPUs carry no batch or decode)
+            out[g // per].append(g)
         return out
 
     def _largest_block(self, free: list[int]) -> int:
