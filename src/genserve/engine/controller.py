@@ -227,6 +227,11 @@ class Controller:
         self._boundary: list[str] = []  # videos that reached a step boundary since the last flush
         self._grow_due: list[VideoProgress] = []  # two-level mode: planned scale-ups due at this flush
         self._cut_nodes: set[int] = set()  # two-level mode: waiting nodes whose multi-step runs were cut
+        # two-level mode: running (and decoding) videos by the node of their leader, and submission order, so a
+        # node's snapshot does not scan every live video
+        self._run_node: dict[str, int] = {}
+        self._by_node: list[dict[str, None]] = [{} for _ in range(max(1, n // cluster.gpus_per_node))]
+        self._order: dict[str, int] = {}
         self._queued_videos = 0
         self._paused = 0
         self._paused_homes: dict[str, int] = {}  # paused video -> the GPU holding its state
@@ -281,6 +286,7 @@ class Controller:
             self._views[rid] = None
             self._stale.add(rid)
             self._queued_videos += 1
+            self._order[rid] = len(self._order)
         self.live += 1
         if self.dispatcher is not None:
             node = self.dispatcher.place(request)
@@ -471,6 +477,7 @@ class Controller:
                 elif req.status is _PAUSED:
                     self._paused -= 1
                     self._paused_homes.pop(rid, None)
+                self._leave_node(rid)
                 if ev.retryable and req.status is _RUNNING:
                     req.transition(_QUEUED, now)
                     self._queued_videos += 1
@@ -537,9 +544,11 @@ class Controller:
         node = gpus[0] // per
         free = self._free
         usable = self.cluster.usable_degrees
-        for vp in self._videos.values():
+        videos = self._videos
+        for rid in self._by_node[node]:
+            vp = videos[rid]
             vg = vp.gpus
-            if not vg or vg[0] // per != node or vp.decoding or vp.request.status is not _RUNNING:
+            if vp.decoding:
                 continue
             p = len(vg)
             degs = self.profile.degrees(vp.request.model)
@@ -596,7 +605,14 @@ class Controller:
         self._views.pop(rid, None)
         self._stale.discard(rid)
         self._multi.pop(rid, None)
+        self._order.pop(rid, None)
+        self._leave_node(rid)
         self._finish(vp.request, status, now)
+
+    def _leave_node(self, rid: str) -> None:
+        node = self._run_node.pop(rid, None)
+        if node is not None:
+            del self._by_node[node][rid]
 
     # ---- rounds --------------------------------------------------------------------------------------------
     def round_due(self) -> bool:
@@ -724,7 +740,14 @@ class Controller:
                             last_image_arrival=self._last_image_arrival, info=info)
         cl = self.cluster
         d = self.dispatcher
-        videos, images, busy, gmap = scoped_parts(views.values(), tuple(self._images.values()), busy,
+        if d is not None:  # only this scope's videos, in submission order (as the whole-cluster view has them)
+            rids = [rid for n in nodes for rid in self._by_node[n]]
+            rids.extend(rid for n in nodes for rid in d.items[n] if rid in self._order)
+            rids.sort(key=self._order.__getitem__)
+            vs = [views[rid] for rid in rids]
+        else:
+            vs = views.values()
+        videos, images, busy, gmap = scoped_parts(vs, tuple(self._images.values()), busy,
                                                   cl.gpus_per_node, nodes, d.node_of if d is not None else None,
                                                   self._view_cache)
         info["scope"] = nodes
@@ -736,7 +759,12 @@ class Controller:
         in the simulator, where these runs exist). Only those led in `nodes` when given."""
         views = self._views
         per = self.cluster.gpus_per_node
-        for rid, vp in self._multi.items():
+        multi = self._multi
+        if nodes is not None and self.dispatcher is not None:
+            runs = [(rid, multi[rid]) for n in nodes for rid in self._by_node[n] if rid in multi]
+        else:
+            runs = multi.items()
+        for rid, vp in runs:
             if nodes is not None and vp.gpus[0] // per not in nodes:
                 continue
             el = now - vp.run_start
@@ -1051,6 +1079,7 @@ class Controller:
         leader = vp.gpus[0]
         self._release(vp.gpus)
         req.transition(_PAUSED, now)
+        self._leave_node(req.id)
         vp.home_gpu = leader
         vp.pauses += 1
         self.preemptions += 1
@@ -1101,6 +1130,10 @@ class Controller:
         if setup is not StepSetup.CONTINUE:
             self._claim(gpus)
             vp.gpus = gpus
+            self._leave_node(req.id)
+            node = gpus[0] // self.cluster.gpus_per_node
+            self._run_node[req.id] = node
+            self._by_node[node][req.id] = None
         self._stale.add(req.id)  # busy_until (and maybe gpus / status) changed
         vp.home_gpu = gpus[0]
         vp.in_flight = True

@@ -46,6 +46,8 @@ class NodeDispatcher:
         self.per = cl.gpus_per_node
         self.num_nodes = cl.num_gpus // cl.gpus_per_node
         self.degrees = tuple(p for p in cl.usable_degrees)
+        # per degree, largest first: the bit masks of its aligned blocks inside a node
+        self._masks = [(p, [((1 << p) - 1) << s for s in range(0, self.per, p)]) for p in reversed(self.degrees)]
         self.node_of: dict[str, int] = {}  # waiting request -> node
         self._need: dict[str, int] = {}  # waiting request -> GPUs it asks for (for placement arithmetic)
         self.items: list[dict[str, None]] = [{} for _ in range(self.num_nodes)]  # per node, in arrival order
@@ -81,12 +83,13 @@ class NodeDispatcher:
         """The largest aligned block (a usable degree) inside one node's free GPUs."""
         if not free:
             return 0
-        fs = set(free)
         per = self.per
-        for p in reversed(self.degrees):
-            for s in range(0, per, p):
-                base = free[0] - free[0] % per + s
-                if all(base + i in fs for i in range(p)):
+        m = 0
+        for g in free:
+            m |= 1 << (g % per)
+        for p, masks in self._masks:
+            for b in masks:
+                if m & b == b:
                     return p
         return 0
 
