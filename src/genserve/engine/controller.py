@@ -293,9 +293,9 @@ class Controller:
             per = self.cluster.gpus_per_node
             if any(g // per == node for g in self._free):
                 self._mark_node(node)
-            # else no round now: nothing can start there before the node's next step boundary or completion, and
-            # with work waiting in the node each of those brings a round (its multi-step runs are cut at their next
-            # boundary at this flush), which decides exactly what a round now would leave it to decide
+            # else no round now: nothing can start there before the node's next step boundary or completion; a
+            # completion brings a round, and for an image so does every boundary in the node (its multi-step
+            # runs are cut at their next boundary at this flush), which decides what a round now would leave to it
         else:
             self._mark_all()
 
@@ -662,9 +662,9 @@ class Controller:
         """Where waiting work could use a video's GPUs at its step boundary ("events_or_waiting"): None (nothing
         queued or paused), _ALL (a queued image or video, or a paused video whose home GPU is finishing a batch
         or a decode: they may go anywhere), else the set of nodes holding a paused video's state (it resumes
-        around its home GPU, inside that node). With a dispatcher: the nodes waiting work is assigned to."""
+        around its home GPU, inside that node). With a dispatcher: the nodes where an image waits."""
         if self.dispatcher is not None:
-            return self.dispatcher.waiting_nodes() or None
+            return self.dispatcher.image_nodes() or None
         if self._images or self._queued_videos > 0:
             return _ALL
         homes = self._paused_homes

@@ -20,6 +20,11 @@ cluster (its own, and those of nodes without an idle GPU) that its idle GPUs can
 that can still meet their deadline, shortest work first (the flat DP's order for queued videos). A paused video
 so taken resumes there (its state moves, as "resume elsewhere" does in the flat DP).
 
+Step boundaries are scheduling points only in nodes where an image waits. Images have deadlines of seconds and get
+GPUs by preemption at boundaries; waiting videos (deadlines of minutes) are planned at arrivals, at completions
+that free GPUs in their node, at image-driven rounds there, and through rebalancing: preempting a running video
+for a queued one at some boundary rarely pays, and those boundary rounds were most of the rounds under load.
+
 What it gives up against the flat DP: a waiting request is weighed against the videos of one node, not of the
 cluster, and same-shape images waiting in different nodes are not batched together. The attainment study
 (docs/simulator.md) compares both at 16-256 GPUs.
@@ -52,6 +57,7 @@ class NodeDispatcher:
         self._need: dict[str, int] = {}  # waiting request -> GPUs it asks for (for placement arithmetic)
         self.items: list[dict[str, None]] = [{} for _ in range(self.num_nodes)]  # per node, in arrival order
         self.need = [0] * self.num_nodes  # per node: GPUs its waiting work asks for
+        self.images = [0] * self.num_nodes  # per node: waiting images
         self.pulls = 0
 
     # ---- bookkeeping -------------------------------------------------------------------------------------
@@ -61,15 +67,23 @@ class NodeDispatcher:
         self._need[rid] = need
         self.items[node][rid] = None
         self.need[node] += need
+        if self.ctl.requests[rid].modality is Modality.IMAGE:
+            self.images[node] += 1
 
     def drop(self, rid: str) -> None:
         node = self.node_of.pop(rid, None)
         if node is not None:
             self.need[node] -= self._need.pop(rid)
             del self.items[node][rid]
+            if self.ctl.requests[rid].modality is Modality.IMAGE:
+                self.images[node] -= 1
 
     def waiting_nodes(self) -> set[int]:
         return {n for n, it in enumerate(self.items) if it}
+
+    def image_nodes(self) -> set[int]:
+        """Nodes where an image waits: their step boundaries are scheduling points."""
+        return {n for n, k in enumerate(self.images) if k}
 
     # ---- placement ---------------------------------------------------------------------------------------
     def _free_by_node(self) -> list[list[int]]:
