@@ -137,3 +137,12 @@ def test_fast_views_and_snapshots_equal_the_dataclass_ones():
     args = dict(now=2.0, cluster=cl, profile=PAPER, images=(), videos=(want,), busy_until=(0.0,) * 8,
                 last_image_arrival=1.0, info={"round": 3})
     assert fast_snapshot(2.0, cl, PAPER, (), (want,), (0.0,) * 8, 1.0, {"round": 3}) == Snapshot(**args)
+
+
+def test_a_partial_last_node_is_indexed():
+    # 12 GPUs in nodes of 8: the second node holds GPUs 8-11 (the per-node index must cover it)
+    reqs = _trace(40, 8, 36.0, "balanced", 6)
+    for policy in ("fcfs", "genserve"):
+        res = run_simulation(reqs, policy, 12, PAPER, strict=True, log=True)
+        assert res.summary()["finished"] == len(reqs)
+        assert any(iv.kind == "step" and iv.gpu >= 8 for iv in res.log)  # a video ran in the partial node

@@ -230,7 +230,7 @@ class Controller:
         # two-level mode: running (and decoding) videos by the node of their leader, and submission order, so a
         # node's snapshot does not scan every live video
         self._run_node: dict[str, int] = {}
-        self._by_node: list[dict[str, None]] = [{} for _ in range(max(1, n // cluster.gpus_per_node))]
+        self._by_node: list[dict[str, None]] = [{} for _ in range(-(-n // cluster.gpus_per_node))]
         self._order: dict[str, int] = {}
         self._queued_videos = 0
         self._paused = 0
@@ -888,7 +888,14 @@ class Controller:
                 raise self._err(now, f"action for unknown or finished request {rid}")
 
         # 1. videos at a step boundary: pause, continue, or move
-        room = self._pause_room(actions)
+        room_check = None
+
+        def room(leader: int) -> bool:  # built on the first pause only (most plans pause nothing)
+            nonlocal room_check
+            if room_check is None:
+                room_check = self._pause_room(actions)
+            return room_check(leader)
+
         kept: set[int] = set()
         for rid in self._boundary:
             vp = self._videos.get(rid)
