@@ -13,6 +13,8 @@ A policy opts in with `node_scoped_rounds = True` (it must be correct on any sub
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from genserve.core.plan import Action, ImageBatch, Plan
 from genserve.core.snapshot import ClusterSpec, Snapshot, VideoView
 
@@ -59,13 +61,18 @@ class ViewCache:
         self._c = {k: x for k, x in self._c.items() if k in live}
 
 
+@lru_cache(maxsize=1024)
+def _maps(per: int, nodes: tuple[int, ...]):
+    """For a node set: local -> global GPU ids, global -> local, and each node's first local id (read-only)."""
+    gmap = [n * per + i for n in nodes for i in range(per)]
+    return gmap, {g: i for i, g in enumerate(gmap)}, {n: i * per for i, n in enumerate(nodes)}
+
+
 def scoped_parts(views, images, busy, per: int, nodes: list[int], assigned: dict[str, int] | None = None,
                  cache: ViewCache | None = None):
     """The videos, images and busy times of `nodes` (sorted), GPUs renumbered 0.. in node order, and the map
     local -> global (see `sub_snapshot`)."""
-    gmap = [n * per + i for n in nodes for i in range(per)]
-    local = {g: i for i, g in enumerate(gmap)}
-    base_of = {n: i * per for i, n in enumerate(nodes)}
+    gmap, local, base_of = _maps(per, tuple(nodes))
     keep = base_of.keys()
     out = []
     for v in views:
