@@ -75,6 +75,9 @@ def simulate(
     image_gpus: Optional[int] = typer.Option(None, help="dedicated: GPUs reserved for images (default N/4)."),
     max_paused_per_gpu: int = typer.Option(1, help="Paused videos whose state may live on one GPU."),
     strict: bool = typer.Option(False, "--strict", help="Check every plan against the rules (slower)."),
+    two_level: bool = typer.Option(True, "--two-level/--flat",
+                                   help="genserve on several nodes: dispatch waiting work to nodes and plan nodes "
+                                        "(default), or plan the whole cluster while anything waits."),
 ) -> None:
     """Simulate the cluster on a virtual clock with the real controller and policies; compare SLO attainment."""
     from genserve.core.errors import GenServeError
@@ -147,7 +150,8 @@ def simulate(
         per_seed = []
         for s, reqs in traces:
             try:
-                res = run_simulation(reqs, make_policy(name, options), cluster, prof, strict=strict)
+                res = run_simulation(reqs, make_policy(name, options), cluster, prof, strict=strict,
+                                     dispatch=None if two_level else False)
             except (GenServeError, ValueError) as e:
                 _fail(f"{name}: {e}")
             per_seed.append(res.summary())
