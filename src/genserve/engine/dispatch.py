@@ -4,8 +4,8 @@ The flat GenServe DP sees the whole cluster in every round, and a round is due o
 anything waits, at every video step boundary anywhere: at 64 GPUs that is ~6 rounds per request at ~1 ms each.
 Here a cheap cluster-level dispatcher gives every waiting request (queued image, queued video, paused video) a
 node, and rounds plan only the nodes concerned with the very same policy code (engine/scope.py builds their
-sub-snapshot): an arrival plans its node, a step boundary gets a round only in a node where work waits, and an
-event plans the node it happened in.
+sub-snapshot): an arrival plans its node, a step boundary gets a round only in a node where an image waits (see
+below), and an event plans the node it happened in.
 
 Placement (`place`), at arrival or requeue:
 * the node with a free aligned block big enough for the request (an image: one GPU; a video: the smallest degree
@@ -27,7 +27,7 @@ for a queued one at some boundary rarely pays, and those boundary rounds were mo
 
 What it gives up against the flat DP: a waiting request is weighed against the videos of one node, not of the
 cluster, and same-shape images waiting in different nodes are not batched together. The attainment study
-(docs/simulator.md) compares both at 16-256 GPUs.
+(docs/simulator.md, `python -m genserve.experiments.two_level`) compares both at 16-64 GPUs.
 """
 
 from __future__ import annotations
