@@ -48,7 +48,7 @@ from genserve.core.events import Arrival, BatchDone, Event, Failed, StepDone, Vi
 from genserve.core.plan import Action, ActionKind, Plan
 from genserve.core.request import Modality, Request, RequestStatus
 from genserve.core.snapshot import ClusterSpec, ImageView, Snapshot, VideoView
-from genserve.engine.scope import ViewCache, fast_snapshot, lift_plan, scoped_parts, sub_cluster
+from genserve.engine.scope import fast_snapshot, gpu_map, lift_plan, scoped_parts, sub_cluster
 from genserve.executors.base import Executor, StepSetup
 
 NEG_INF = float("-inf")
@@ -145,6 +145,14 @@ class VideoProgress:
     grow_to: tuple[int, ...] | None = None  # two-level mode: the last plan's scale-up for it while mid-step
 
 
+def run_position(vp: VideoProgress, now: float) -> tuple[int, float]:
+    """A video inside a multi-step run: (steps done, time of its next step boundary), from the profile (exact in
+    the simulator, where these runs exist)."""
+    el = now - vp.run_start
+    k = 0 if el < vp.run_first else 1 + int((el - vp.run_first) / vp.step_s)
+    return min(vp.run_base + k, vp.run_end - 1), vp.run_start + vp.run_first + k * vp.step_s
+
+
 @dataclass
 class _RunningBatch:
     request_ids: tuple[str, ...]
@@ -198,7 +206,6 @@ class Controller:
         self.scoped = (scoped_rounds and cluster.num_gpus > cluster.gpus_per_node
                        and cluster.num_gpus % cluster.gpus_per_node == 0)
         self._touched: set[int] | None = set()  # nodes with an event since the last round; None: every node
-        self._view_cache = ViewCache()
         # two-level scheduling (engine/dispatch.py): every waiting request belongs to one node, rounds plan nodes
         if dispatch is None:
             dispatch = bool(getattr(policy, "node_dispatch", False))
@@ -527,9 +534,7 @@ class Controller:
     # ---- bookkeeping ---------------------------------------------------------------------------------------
     def _mark(self, gpu: int) -> None:
         """An event on `gpu`'s node calls for a round."""
-        self._dirty = True
-        if self._touched is not None:
-            self._touched.add(gpu // self.cluster.gpus_per_node)
+        self._mark_node(gpu // self.cluster.gpus_per_node)
 
     def _freed(self, gpus: tuple[int, ...]) -> None:
         """GPUs became idle: a round, except in two-level mode when nothing waits anywhere and no running video of
@@ -540,32 +545,34 @@ class Controller:
             self._mark(gpus[0])
 
     def _could_grow(self, gpus: tuple[int, ...]) -> bool:
-        per = self.cluster.gpus_per_node
-        node = gpus[0] // per
-        free = self._free
-        usable = self.cluster.usable_degrees
         videos = self._videos
-        for rid in self._by_node[node]:
+        for rid in self._by_node[gpus[0] // self.cluster.gpus_per_node]:
             vp = videos[rid]
-            vg = vp.gpus
-            if vp.decoding:
-                continue
-            p = len(vg)
-            degs = self.profile.degrees(vp.request.model)
-            q = next((d for d in usable if d > p and d in degs), None)
-            if q is None:
-                continue
-            start = vg[0] - vg[0] % q
-            if any(start <= g < start + q for g in gpus) and all(
-                    g in vg or g in free for g in range(start, start + q)) and self._faster(vp.request, p, q):
-                return True
+            if not vp.decoding:
+                b = self._growth_block(vp.request, vp.gpus)
+                if b is not None and any(b[0] <= g <= b[-1] for g in gpus):
+                    return True
         return False
 
-    def _faster(self, req: Request, p: int, q: int) -> bool:
-        """Whether a step at degree q is faster than at p (else the GenServe DP does not grow a video to q)."""
+    def _growth_block(self, req: Request, gpus: tuple[int, ...]) -> tuple[int, int] | None:
+        """The first and last GPU of the next degree's aligned block around a running video's `gpus` when the
+        GenServe DP could grow it there now: the block holds only its GPUs and idle ones, and a step there is
+        faster. (The DP may also grow over another running video's GPUs, pausing or shrinking it, but with nothing
+        waiting in the node it practically never does.)"""
+        p = len(gpus)
         prof = self.profile
-        return (prof.video_step(req.model, req.width, req.height, req.frames, q)
-                < prof.video_step(req.model, req.width, req.height, req.frames, p))
+        degs = prof.degrees(req.model)
+        q = next((d for d in self.cluster.usable_degrees if d > p and d in degs), None)
+        if q is None:
+            return None
+        start = gpus[0] - gpus[0] % q
+        free = self._free
+        if not all(g in gpus or g in free for g in range(start, start + q)):
+            return None
+        if (prof.video_step(req.model, req.width, req.height, req.frames, q)
+                >= prof.video_step(req.model, req.width, req.height, req.frames, p)):
+            return None
+        return start, start + q - 1
 
     def _mark_node(self, node: int) -> None:
         self._dirty = True
@@ -748,8 +755,7 @@ class Controller:
         else:
             vs = views.values()
         videos, images, busy, gmap = scoped_parts(vs, tuple(self._images.values()), busy,
-                                                  cl.gpus_per_node, nodes, d.node_of if d is not None else None,
-                                                  self._view_cache)
+                                                  cl.gpus_per_node, nodes, d.node_of if d is not None else None)
         info["scope"] = nodes
         return fast_snapshot(now, sub_cluster(len(gmap), cl.gpus_per_node, cl.sp_degrees), self.profile, images,
                              videos, busy, self._last_image_arrival, info)
@@ -758,23 +764,11 @@ class Controller:
         """Views of videos inside a multi-step run: progress and next boundary estimated from the profile (exact
         in the simulator, where these runs exist). Only those led in `nodes` when given."""
         views = self._views
-        per = self.cluster.gpus_per_node
         multi = self._multi
-        if nodes is not None and self.dispatcher is not None:
-            runs = [(rid, multi[rid]) for n in nodes for rid in self._by_node[n] if rid in multi]
-        else:
-            runs = multi.items()
+        runs = (multi.items() if nodes is None
+                else [(rid, multi[rid]) for n in nodes for rid in self._by_node[n] if rid in multi])
         for rid, vp in runs:
-            if nodes is not None and vp.gpus[0] // per not in nodes:
-                continue
-            el = now - vp.run_start
-            if el < vp.run_first:
-                k = 0
-                nxt = vp.run_start + vp.run_first
-            else:
-                k = 1 + int((el - vp.run_first) / vp.step_s)
-                nxt = vp.run_start + vp.run_first + k * vp.step_s
-            done = min(vp.run_base + k, vp.run_end - 1)
+            done, nxt = run_position(vp, now)
             old = views.get(rid)
             if old is None:
                 old = views[rid] = self._view(vp)
@@ -833,11 +827,8 @@ class Controller:
         snap = self.snapshot(scope)
         gmap = None
         if scope is not None:
-            per = self.cluster.gpus_per_node
-            gmap = [n * per + i for n in scope for i in range(per)]
+            gmap = gpu_map(self.cluster.gpus_per_node, scope)
             self.scoped_rounds += 1
-            if not self.scoped_rounds & 4095:
-                self._view_cache.prune(self._views)
         plan = self.policy.plan(snap)
         if not isinstance(plan, Plan):
             raise PlanError(f"policy {self.policy_name} returned {type(plan).__name__}, not a Plan")
@@ -1123,7 +1114,7 @@ class Controller:
             self._release(vp.gpus)
             # a running video changes degree one step at a time: ask again at its boundary (in two-level mode only
             # when it grew and the next larger block around it could be taken)
-            if self._replan_moves and (self.dispatcher is None or (p > len(vp.gpus) and self._may_grow(req, gpus))):
+            if self._replan_moves and (self.dispatcher is None or (p > len(vp.gpus) and self._growth_block(req, gpus))):
                 vp.replan = True
         else:
             setup = StepSetup.CONTINUE
@@ -1160,19 +1151,6 @@ class Controller:
             self.executor.run_step(req, vp.steps_done, gpus, setup, source, count=count)
         else:
             self.executor.run_step(req, vp.steps_done, gpus, setup, source)
-
-    def _may_grow(self, req: Request, gpus: tuple[int, ...]) -> bool:
-        """Whether the next degree's aligned block around `gpus` exists and holds only these GPUs and idle ones.
-        (The GenServe DP may also grow over another running video's GPUs, pausing or shrinking it, but with
-        nothing waiting in the node it practically never does.)"""
-        p = len(gpus)
-        cl = self.cluster
-        q = next((d for d in cl.usable_degrees if d > p and d in self.profile.degrees(req.model)), None)
-        if q is None:
-            return False
-        start = gpus[0] - gpus[0] % q
-        free = self._free
-        return all(g in gpus or g in free for g in range(start, start + q)) and self._faster(req, p, q)
 
     def _apply_growth(self, now: float) -> None:
         """Two-level mode, no round due: videos whose last plan scaled them up while mid-step do it now."""

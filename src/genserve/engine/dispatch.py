@@ -35,6 +35,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from genserve.core.request import Modality, Request, RequestStatus
+from genserve.engine.controller import run_position
 
 if TYPE_CHECKING:
     from genserve.engine.controller import Controller
@@ -136,10 +137,7 @@ class NodeDispatcher:
             ts = prof.video_step(req.model, req.width, req.height, req.frames, p)
             done = vp.steps_done
             if req.id in multi and vp.step_s > 0:
-                el = now - vp.run_start
-                k = 0 if el < vp.run_first else 1 + int((el - vp.run_first) / vp.step_s)
-                t = vp.run_start + vp.run_first + k * vp.step_s
-                done = min(vp.run_base + k, vp.run_end - 1)
+                done, t = run_position(vp, now)
             else:
                 t = vp.busy_until if vp.in_flight else now
             slack = req.deadline - (t + (req.steps - done - 1) * ts

@@ -41,39 +41,22 @@ def _moved(v: VideoView, local: dict[int, int]) -> VideoView:
     return new
 
 
-class ViewCache:
-    """Renumbered views from earlier scoped rounds: a view that did not change, planned at the same local offset,
-    is reused (most views do not change between two rounds of one node)."""
-
-    def __init__(self) -> None:
-        self._c: dict[str, tuple] = {}
-
-    def get(self, v: VideoView, base: int, local: dict[int, int]) -> VideoView:
-        hit = self._c.get(v.id)
-        if hit is not None and hit[0] is v and hit[1] == base:
-            return hit[2]
-        new = _moved(v, local)
-        self._c[v.id] = (v, base, new)
-        return new
-
-    def prune(self, live) -> None:
-        """Forget views of requests no longer live (call now and then)."""
-        self._c = {k: x for k, x in self._c.items() if k in live}
-
-
 @lru_cache(maxsize=1024)
 def _maps(per: int, nodes: tuple[int, ...]):
-    """For a node set: local -> global GPU ids, global -> local, and each node's first local id (read-only)."""
+    """For a node set: local -> global GPU ids, global -> local, and the set (read-only)."""
     gmap = [n * per + i for n in nodes for i in range(per)]
-    return gmap, {g: i for i, g in enumerate(gmap)}, {n: i * per for i, n in enumerate(nodes)}
+    return gmap, {g: i for i, g in enumerate(gmap)}, frozenset(nodes)
 
 
-def scoped_parts(views, images, busy, per: int, nodes: list[int], assigned: dict[str, int] | None = None,
-                 cache: ViewCache | None = None):
+def gpu_map(per: int, nodes) -> list[int]:
+    """Local -> global GPU ids for a sorted node set (shared: do not modify)."""
+    return _maps(per, tuple(nodes))[0]
+
+
+def scoped_parts(views, images, busy, per: int, nodes: list[int], assigned: dict[str, int] | None = None):
     """The videos, images and busy times of `nodes` (sorted), GPUs renumbered 0.. in node order, and the map
     local -> global (see `sub_snapshot`)."""
-    gmap, local, base_of = _maps(per, tuple(nodes))
-    keep = base_of.keys()
+    gmap, local, keep = _maps(per, tuple(nodes))
     out = []
     for v in views:
         if v.gpus:
@@ -85,8 +68,7 @@ def scoped_parts(views, images, busy, per: int, nodes: list[int], assigned: dict
         else:
             continue
         if node in keep:
-            base = base_of[node] - node * per
-            out.append(cache.get(v, base, local) if cache is not None and v.gpus else _moved(v, local))
+            out.append(_moved(v, local))
     if assigned is not None:
         images = tuple(im for im in images if assigned.get(im.id) in keep)
     return tuple(out), images, tuple(busy[g] for g in gmap), gmap
