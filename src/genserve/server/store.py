@@ -245,4 +245,3 @@ class OutputDir:
                     p.unlink()
             except OSError:
                 pass
-

@@ -59,7 +59,8 @@ def run_simulation(requests: Sequence[Request], policy, cluster: ClusterSpec | i
     online_correction: correct the controller's profile online from the measured durations (profiles/online.py;
     True or an OnlineCorrection); a no-op when the executor follows `profile`. `info["correction"]` has the factors.
     scoped_rounds: plan only the touched nodes while nothing waits (engine/scope.py); None: as the policy says.
-    dispatch: two-level scheduling on several nodes (engine/dispatch.py); None: as the policy says.
+    dispatch: two-level scheduling (engine/dispatch.py); None: as the policy says (genserve opts in). It needs
+    node-scoped rounds (not scoped_rounds=False) and a cluster of several whole nodes; otherwise it is off.
     The input requests are not modified (each run works on fresh copies).
     """
     t0 = time.perf_counter()

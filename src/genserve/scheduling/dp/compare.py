@@ -138,15 +138,12 @@ def guard_table(settings: list[str], seeds: int, jobs: int = 1) -> str:
 def _job_rounds(args):
     mode, setting, seed = args
     from genserve.scheduling.dp import GenServePolicy
-    from genserve.sim import run_simulation
 
-    profile = Profile.load("paper")
-    reqs, gpus = requests_for(setting, seed, profile)
     policy = GenServePolicy()
     if mode is not None:
         policy.step_rounds = mode
-    res = run_simulation(reqs, policy, gpus, profile)
-    return res.summary()["sar"]["overall"], res.rounds
+    s = run_one(policy, setting, seed, Profile.load("paper"))
+    return s["sar"]["overall"], s["rounds"]
 
 
 def rounds_table(settings: list[str], seeds: int, jobs: int = 1) -> str:

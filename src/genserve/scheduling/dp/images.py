@@ -25,11 +25,9 @@ class ImageBatchPlan:
 class ImageTable:
     """Per-round image facts: EDF order, batch keys and memoised T_img lookups."""
 
-    __slots__ = ("images", "order", "key", "lat", "now", "batching", "maxb", "lost_score", "_lat")
+    __slots__ = ("images", "order", "key", "lat", "maxb", "lost_score", "_lat")
 
-    def __init__(self, images, profile, now: float, batching: bool, lost_score: float) -> None:
-        self.now = now
-        self.batching = batching
+    def __init__(self, images, profile, batching: bool, lost_score: float) -> None:
         self.lost_score = lost_score
         self.images = list(images)
         # EDF; ties by arrival then id, so the order is a pure function of the snapshot

@@ -520,7 +520,7 @@ def _dp_plan(r: _Round, batching: bool) -> Plan:
         return None
 
     # images: slots left by each video solution; branch and bound over k with an optimistic image bound
-    table = ImageTable(r.snap.images, r.profile, r.now, batching, tun.lost_image_score)
+    table = ImageTable(r.snap.images, r.profile, batching, tun.lost_image_score)
     img_gpus = [g for g in range(r.n) if not r.locked[g]]
     owner_lax = {}
     for g in (img_gpus if table.images else ()):
