@@ -367,6 +367,7 @@ def test_a_failed_batch_fails_or_requeues_every_member_once(tiny, make, retryabl
     ctl.flush()
     if retryable:
         assert len(ex.calls) == 2 and ex.calls[-1][0] == "batch" and "a" in ex.calls[-1][1]  # placed again
+        assert all(ctl.requests[r].status in (RequestStatus.QUEUED, RequestStatus.RUNNING) for r in "ab")
         assert [ctl.records[r].retries for r in "ab"] == [1, 1]
         assert RequestStatus.FAILED not in [ctl.requests[r].status for r in "ab"]
     else:
@@ -381,6 +382,7 @@ def test_set_profile_keeps_online_correction_on_and_starts_it_over(tiny, make):
     clock = VirtualClock()
     ctl = Controller(FCFS(), ClusterSpec(1), tiny, Recorder(), clock, online_correction=True)
     ctl.correction.observe(("x",), 2.0, 1.0)
+    assert ctl.correction.samples == 1
     old = ctl.correction
     slow = tiny.scaled(3.0, 3.0, "tiny-slow")
     ctl.set_profile(slow)

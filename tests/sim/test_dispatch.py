@@ -7,18 +7,13 @@ from genserve.core.snapshot import ClusterSpec, ImageView, Snapshot, VideoView
 from genserve.engine import Controller, VirtualClock
 from genserve.engine.scope import sub_snapshot
 from genserve.executors.sim import SimExecutor
-from genserve.profiles import Profile
 from genserve.scheduling.dp import GenServePolicy
 from genserve.sim import run_simulation
-from genserve.workloads import WorkloadSpec, generate_trace, to_requests
-from test_sim_invariants import check_invariants
-
-PAPER = Profile.load("paper")
+from test_sim_invariants import PAPER, check_invariants, trace
 
 
 def _trace(n, gpus, rate_per_8, mix, seed):
-    spec = WorkloadSpec(requests=n, rate=rate_per_8 * gpus / 8, mix=mix, seed=seed)
-    return to_requests(generate_trace(spec, PAPER), PAPER, 1.0)
+    return trace(seed, n=n, rate=rate_per_8 * gpus / 8, mix=mix)
 
 
 @pytest.mark.parametrize("gpus,rate,mix,seed", [(16, 36.0, "balanced", 1), (32, 24.0, "heavy", 0)])
@@ -35,30 +30,25 @@ def test_two_level_keeps_attainment_with_fewer_rounds():
     reqs = _trace(240, 32, 24.0, "balanced", 3)
     flat = run_simulation(reqs, "genserve", 32, PAPER, dispatch=False)
     two = run_simulation(reqs, "genserve", 32, PAPER)
-    assert flat.info["dispatch_pulls"] == 0 and flat.info["scoped_rounds"] < flat.rounds
+    assert two.info["dispatch_pulls"] > 0 and flat.info["scoped_rounds"] < flat.rounds
     assert two.summary()["sar"]["overall"] >= flat.summary()["sar"]["overall"] - 0.03
-    assert two.rounds < 0.8 * flat.rounds
+    assert two.rounds < 0.5 * flat.rounds
 
 
-def test_dispatch_only_on_several_nodes_and_for_policies_that_opt_in():
-    reqs = _trace(40, 8, 24.0, "balanced", 2)
-    one = run_simulation(reqs, "genserve", 8, PAPER)
-    assert one.info["scoped_rounds"] == 0 and one.info["dispatch_pulls"] == 0
-    clock = VirtualClock()
-    cl = ClusterSpec(16)
-    ex = SimExecutor(PAPER, cl, clock, lambda t, ev: [t, 0, ev])
-    assert Controller(GenServePolicy(), cl, PAPER, ex, clock).dispatcher is not None
-    from genserve.scheduling.baselines import SRTF
-
-    assert Controller(SRTF(), cl, PAPER, SimExecutor(PAPER, cl, clock, lambda t, ev: [t, 0, ev]),
-                      clock).dispatcher is None
-
-
-def _controller(gpus=16):
+def _controller(gpus=16, policy=None):
     clock = VirtualClock()
     cl = ClusterSpec(gpus)
     ex = SimExecutor(PAPER, cl, clock, lambda t, ev: [t, 0, ev])
-    return Controller(GenServePolicy(), cl, PAPER, ex, clock)
+    return Controller(policy or GenServePolicy(), cl, PAPER, ex, clock)
+
+
+def test_dispatch_only_on_several_whole_nodes_and_for_policies_that_opt_in():
+    from genserve.scheduling.baselines import SRTF
+
+    assert _controller(16).dispatcher is not None
+    assert _controller(8).dispatcher is None  # one node
+    assert _controller(12).dispatcher is None  # a partial node: no node-scoped rounds at all
+    assert _controller(16, SRTF()).dispatcher is None  # SRTF does not opt in
 
 
 def _image(rid, t=0.0, deadline=5.0):
@@ -86,9 +76,11 @@ def test_placement_follows_idle_gpus_best_fit():
     before = list(d.need)
     ctl.submit(_image("c"))  # no room anywhere: the node whose waiting work asks for the fewest GPUs
     assert before[d.node_of["c"]] == min(before) and before[0] != before[1]
-    assert sorted(d.waiting_nodes()) == sorted(set(d.node_of.values()))
+    assert d.node_of["c"] == 1 and d.waiting_nodes() == {0, 1}
+    need0, images0 = d.need[0], d.images[0]
     d.drop("a")
     assert "a" not in d.node_of and "a" not in d.items[0]
+    assert (d.need[0], d.images[0]) == (need0 - 1, images0 - 1)
 
 
 def test_rebalance_moves_urgent_work_to_idle_gpus():
@@ -140,7 +132,8 @@ def test_fast_views_and_snapshots_equal_the_dataclass_ones():
 
 
 def test_a_partial_last_node_is_indexed():
-    # 12 GPUs in nodes of 8: the second node holds GPUs 8-11 (the per-node index must cover it)
+    # 12 GPUs in nodes of 8: the second node holds GPUs 8-11. Two-level and scoped rounds are off there, but the
+    # controller's per-node index of running videos must still cover it
     reqs = _trace(40, 8, 36.0, "balanced", 6)
     for policy in ("fcfs", "genserve"):
         res = run_simulation(reqs, policy, 12, PAPER, strict=True, log=True)

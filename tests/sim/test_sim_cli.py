@@ -110,8 +110,7 @@ def test_bench_scheduler_small():
     assert row and row[0][-1].endswith("x") and float(row[0][-1][:-1]) > 0
 
 
-def test_flat_switch_plans_the_whole_cluster():
+def test_flat_switch_needs_more_rounds_than_two_level():
     args = ("--policy", "genserve", "--gpus", "16", "--requests", "120", "--rate", "48", "--json")
     two, flat = (json.loads(run(*args, *extra).stdout) for extra in ((), ("--flat",)))
     assert two["rounds"] * 2 < flat["rounds"]  # two-level: node rounds, far fewer of them
-    assert two["setting"]["gpus"] == flat["setting"]["gpus"] == 16
