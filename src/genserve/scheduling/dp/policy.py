@@ -200,7 +200,15 @@ class _Round:
                 return t0 + r * ts + dec
             t = max(t0, self.block_start(vi, block))
             return t + self.cost("reconf", v.model, p) + r * ts + dec
-        # not running: no GPU of the block is its own, so the start depends on the block only (memo per round)
+        t = self.block_start_idle(block)
+        if status is _PAUSED_S:
+            t += self.cost("resume", v.model, p)
+        else:
+            t += self.cost("encode", v.model, 0)
+        return t + rem * ts + dec
+
+    def block_start_idle(self, block: tuple[int, ...]) -> float:
+        """`block_start` for a video that does not run now (no GPU of the block is its own): a per-round memo."""
         t = self._bstart.get(block)
         if t is None:
             t = self.now
@@ -212,11 +220,7 @@ class _Round:
                     if e > t:
                         t = e
             self._bstart[block] = t
-        if status is _PAUSED_S:
-            t += self.cost("resume", v.model, p)
-        else:
-            t += self.cost("encode", v.model, 0)
-        return t + rem * ts + dec
+        return t
 
     def cost(self, kind: str, model: str, p: int) -> float:
         key = (kind, model, p)
@@ -338,24 +342,19 @@ def _dp_plan(r: _Round, batching: bool) -> Plan:
 
     now = r.now
     slack_ref = [0.0] * nv  # slack at the current degree (running) or at SP 1 from now (others)
-    cont_finish: dict[int, float] = {}
     r.slack_ref = slack_ref
     prefer_fast, w_victim = tun.prefer_fast, tun.victim_weight
     lost_score = tun.lost_video_score
     age_after = tun.age_after if opt.tail_guard else None
-    finish_of = r.finish
-    CONT_KIND = ActionKind.CONTINUE
 
-    def add(vi: int, kind: ActionKind, block: tuple[int, ...]) -> None:
-        """Candidate (kind, block) of video vi, valued (recoverable, score) by its finish time.
+    def add(vi: int, v: VideoView, kind: ActionKind, block: tuple[int, ...], f: float) -> None:
+        """Candidate (kind, block) of video vi, finishing at f (`_Round.finish`), valued (recoverable, score).
 
         Paper: score 1/(1+|laxity|). Ours (`prefer_fast`): among feasible candidates the earlier finish scores
         higher (idle GPUs make videos finish sooner, which frees them for later arrivals), optionally plus a
         per-video term `victim_weight`/(1+slack) (0 by default: it made things worse). A candidate that misses
         the deadline scores `lost_video_score`/(1+|laxity|) and counts zero, unless the tail guard's ageing
         (`age_after` x its SLO past its deadline) makes it count again, so feasible work cannot starve it."""
-        f = cont_finish[vi] if kind is CONT_KIND else finish_of(vi, block)
-        v = videos[vi]
         lax = v.deadline - f
         if lax >= 0:
             c = 1
@@ -393,6 +392,8 @@ def _dp_plan(r: _Round, batching: bool) -> Plan:
     t_step, decode = r.t_step, r.decode
     nbr: dict[tuple, tuple] = {}  # (model, degree) -> (one degree down, one degree up)
     any_free = any(r.free)
+    # finish times below are `_Round.finish` inlined, with the same arithmetic (hot path: thousands per round)
+    owner, step_end, vshape, cost = r.owner, r.step_end, r._vshape, r.cost
     for vi, v in enumerate(videos):
         status = v.status
         if status is RUNNING:
@@ -400,15 +401,23 @@ def _dp_plan(r: _Round, batching: bool) -> Plan:
             if v.decoding:
                 fixed[vi] = _action(CONT, gpus)
                 continue
-            if gpus and gpus in valid:
-                f = cont_finish[vi] = finish_of(vi, gpus)
+            tsd, dec = vshape[vi] or r._shape(vi)
+            p = len(gpus)
+            rem = v.steps - v.steps_done
+            t0 = step_end[vi]
+            rr = (rem - 1 if rem > 0 else 0) if t0 > now else rem  # steps after the one in flight
+            on_valid = gpus in valid
+            if on_valid:
+                ts = tsd.get(p)
+                if ts is None:
+                    ts = tsd[p] = t_step(v, p)
+                f = t0 + rr * ts + dec
                 slack_ref[vi] = v.deadline - f
+                anchor[vi] = gpus[0]
+                add(vi, v, CONT, gpus, f)
             else:
                 slack_ref[vi] = v.deadline - now - (v.steps - v.steps_done) * t_step(v, 1) - decode(v)
-            anchor[vi] = gpus[0]
-            p = len(gpus)
-            if gpus in valid:
-                add(vi, CONT, gpus)
+                anchor[vi] = gpus[0]
             if elastic:
                 key = (v.model, p)
                 ud = nbr.get(key)
@@ -417,17 +426,31 @@ def _dp_plan(r: _Round, batching: bool) -> Plan:
                     lower = [q for q in degs if q < p]
                     higher = [q for q in degs if q > p]
                     ud = nbr[key] = (lower[-1] if lower else 0, higher[0] if higher else 0)
-                if ud[0]:
-                    b = block_around(gpus[0], ud[0])
-                    if b:
-                        add(vi, RECONF, b)
-                if ud[1]:
-                    lo = min(gpus)
-                    b = block_around(lo, ud[1])
-                    if b and b[0] <= lo and max(gpus) <= b[-1] and eligible(b):
-                        tight = slack_ref[vi] < 0
-                        if not (tun.gate_scale_up and r.image_active and not tight):
-                            add(vi, RECONF, b)
+                for q, up in ((ud[0], False), (ud[1], True)):
+                    if not q:
+                        continue
+                    if up:
+                        lo = min(gpus)
+                        b = around[q][lo] if q in around else None
+                        if not (b and b[0] <= lo and max(gpus) <= b[-1] and eligible(b)):
+                            continue
+                        if tun.gate_scale_up and r.image_active and not slack_ref[vi] < 0:
+                            continue
+                    else:
+                        b = around[q][gpus[0]] if q in around else None
+                        if not b:
+                            continue
+                    t = t0 if t0 >= now else now  # others on the block first finish their step
+                    for g in b:
+                        o = owner[g]
+                        if o >= 0 and o != vi:
+                            e = step_end[o]
+                            if e > t:
+                                t = e
+                    tq = tsd.get(q)
+                    if tq is None:
+                        tq = tsd[q] = t_step(v, q)
+                    add(vi, v, RECONF, b, t + cost("reconf", v.model, q) + rr * tq + dec)
             if hold_counts:
                 c0 = cands[vi][0] if cands[vi] else None
                 base = c0[_SCORE] if c0 is not None and c0[_COUNT] else 0.5
@@ -473,10 +496,17 @@ def _dp_plan(r: _Round, batching: bool) -> Plan:
             continue
         if v.status is not RUNNING:
             kind = RESUME if v.status is PAUSED else START
+            tsd, dec = vshape[vi] or r._shape(vi)
+            rem = v.steps - v.steps_done
             for q in (r.degrees(v) if elastic else (1,)):
                 b = block_around(a, q)
                 if b and eligible(b):
-                    add(vi, kind, b)
+                    tq = tsd.get(q)
+                    if tq is None:
+                        tq = tsd[q] = t_step(v, q)
+                    t = r.block_start_idle(b) + cost("resume" if kind is RESUME else "encode", v.model,
+                                                     q if kind is RESUME else 0)
+                    add(vi, v, kind, b, t + rem * tq + dec)
             continue
         L = v.gpus[0]
         ph = paused_home.get(L)
@@ -519,79 +549,86 @@ def _dp_plan(r: _Round, batching: bool) -> Plan:
                 return sol
         return None
 
-    # images: slots left by each video solution; branch and bound over k with an optimistic image bound
-    table = ImageTable(r.snap.images, r.profile, batching, tun.lost_image_score)
-    img_gpus = [g for g in range(r.n) if not r.locked[g]]
-    owner_lax = {}
-    for g in (img_gpus if table.images else ()):
-        o = r.owner[g]
-        if o >= 0 and o not in owner_lax:
-            owner_lax[o] = slack_ref[o]
-    # slot order: earliest first; among equal times idle GPUs, then the GPUs of the video with the most laxity
-    all_slots = sorted((r.avail[g], -owner_lax[r.owner[g]] if r.owner[g] >= 0 else -INF, g)
-                       for g in (img_gpus if table.images else ()))
-    all_slots = [(x[0], x[2]) for x in all_slots]
-    if table.images:
-        _, ub_c, _ = plan_images(table, all_slots)
+    if not r.snap.images:
+        # the best video solution: the first k of the highest value, as the branch and bound below would pick
+        sol = run_solve()
+        vbest = sol.best
+        choice, batches = sol.choose(max(vbest, key=vbest.__getitem__)), []
     else:
-        ub_c = [0]
+        # images: slots left by each video solution; branch and bound over k with an optimistic image bound
+        table = ImageTable(r.snap.images, r.profile, batching, tun.lost_image_score)
+        img_gpus = [g for g in range(r.n) if not r.locked[g]]
+        owner_lax = {}
+        for g in (img_gpus if table.images else ()):
+            o = r.owner[g]
+            if o >= 0 and o not in owner_lax:
+                owner_lax[o] = slack_ref[o]
+        # slot order: earliest first; among equal times idle GPUs, then the GPUs of the video with the most laxity
+        all_slots = sorted((r.avail[g], -owner_lax[r.owner[g]] if r.owner[g] >= 0 else -INF, g)
+                           for g in (img_gpus if table.images else ()))
+        all_slots = [(x[0], x[2]) for x in all_slots]
+        if table.images:
+            _, ub_c, _ = plan_images(table, all_slots)
+        else:
+            ub_c = [0]
 
-    n_img = len(table.images)
-    lost_img = tun.lost_image_score
+        n_img = len(table.images)
+        lost_img = tun.lost_image_score
 
-    def img_bound(budget: int) -> float:
-        # an upper bound on the image value with `budget` GPUs: at most ub_c[j] on time (the earliest slots), each
-        # scoring <= 1, the rest <= lost_image_score. (The score sum of the earliest slots is no bound: an image
-        # started later has less slack and scores higher.)
-        j = min(budget, len(ub_c) - 1)
-        c = ub_c[j]
-        return c * big + c + max(0, n_img - c) * lost_img
+        def img_bound(budget: int) -> float:
+            # an upper bound on the image value with `budget` GPUs: at most ub_c[j] on time (the earliest slots), each
+            # scoring <= 1, the rest <= lost_image_score. (The score sum of the earliest slots is no bound: an image
+            # started later has less slack and scores higher.)
+            j = min(budget, len(ub_c) - 1)
+            c = ub_c[j]
+            return c * big + c + max(0, n_img - c) * lost_img
 
-    locked_n = r.n - len(img_gpus)
-    best = None
+        locked_n = r.n - len(img_gpus)
+        best = None
 
-    def bnb(sol) -> None:
-        nonlocal best
-        order = sorted(sol.best.items(), key=lambda kv: -(kv[1] + img_bound(r.n - locked_n - kv[0])))
-        for k, vval in order:
-            bound = vval + img_bound(r.n - locked_n - k)
-            if best is not None and bound <= best[0] + 1e-9:
-                break
-            choice = sol.choose(k)
-            used = set()
-            for vi, ci in choice.items():
-                used.update(cands[vi][ci][_BLOCK])
-            if table.images:
-                slots = []
-                need = len(table.images)  # one batch per slot, at least one image per batch
-                for t, g in all_slots:
-                    if g not in used:
-                        slots.append((t, g))
-                        if len(slots) >= need:
-                            break
-                batches, c, s = plan_images(table, slots)
-                ival, icount = c[-1] * big + s[-1], c[-1]
-            else:
-                batches, ival, icount = [], 0.0, 0
-            total = vval + ival
-            if best is None or total > best[0] + 1e-9:
-                best = (total, choice, batches, icount)
+        def bnb(sol) -> None:
+            nonlocal best
+            order = sorted(sol.best.items(), key=lambda kv: -(kv[1] + img_bound(r.n - locked_n - kv[0])))
+            for k, vval in order:
+                bound = vval + img_bound(r.n - locked_n - k)
+                if best is not None and bound <= best[0] + 1e-9:
+                    break
+                choice = sol.choose(k)
+                used = set()
+                for vi, ci in choice.items():
+                    used.update(cands[vi][ci][_BLOCK])
+                if table.images:
+                    slots = []
+                    need = len(table.images)  # one batch per slot, at least one image per batch
+                    for t, g in all_slots:
+                        if g not in used:
+                            slots.append((t, g))
+                            if len(slots) >= need:
+                                break
+                    batches, c, s = plan_images(table, slots)
+                    ival, icount = c[-1] * big + s[-1], c[-1]
+                else:
+                    batches, ival, icount = [], 0.0, 0
+                total = vval + ival
+                if best is None or total > best[0] + 1e-9:
+                    best = (total, choice, batches, icount)
 
-    bnb(run_solve())
-    if table.images and best[3] < ub_c[-1]:
-        # keep the g earliest slots for images (the per-k optimum does not know which GPUs it leaves)
-        for g in range(1, len(ub_c)):
-            if ub_c[g] == ub_c[g - 1]:
-                continue  # that slot adds no image on time
-            forbid = frozenset(gpu for _, gpu in all_slots[:g])
-            sol = run_solve(forbid)
-            if sol is not None:
-                bnb(sol)
-            if best[3] >= ub_c[-1]:
-                break  # every image that can be on time is
+        bnb(run_solve())
+        if table.images and best[3] < ub_c[-1]:
+            # keep the g earliest slots for images (the per-k optimum does not know which GPUs it leaves)
+            for g in range(1, len(ub_c)):
+                if ub_c[g] == ub_c[g - 1]:
+                    continue  # that slot adds no image on time
+                forbid = frozenset(gpu for _, gpu in all_slots[:g])
+                sol = run_solve(forbid)
+                if sol is not None:
+                    bnb(sol)
+                if best[3] >= ub_c[-1]:
+                    break  # every image that can be on time is
+
+        _, choice, batches, _ = best
 
     plan = Plan(wake_at=gated_until)
-    _, choice, batches, _ = best
     for vi, v in enumerate(videos):
         if vi in fixed:
             plan.actions[v.id] = fixed[vi]
