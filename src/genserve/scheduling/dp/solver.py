@@ -95,14 +95,13 @@ class Solution:
         return self._pick(k)
 
 
-def _merge(a: dict, b: dict, cap: int):
+def _merge(a: dict, b: dict):
+    """Max-plus convolution of two sibling vectors (their sizes add up to at most the parent's: no cap needed)."""
     out: dict[int, float] = {}
     arg: dict[int, tuple[int, int]] = {}
     for ka, va in a.items():
         for kb, vb in b.items():
             k = ka + kb
-            if k > cap:
-                continue
             v = va + vb
             if v > out.get(k, NEG):
                 out[k] = v
@@ -226,11 +225,14 @@ class VideoDP:
             cur = F[c0] if active[c0] else _ZERO
             split = [(c0, None)]  # None: the first child's own vector (k -> (0, k))
             for c in ch[1:]:
-                if active[c]:
-                    cur, arg = _merge(cur, F[c], size)
-                    split.append((c, arg))
-                else:
+                if not active[c]:
                     split.append((c, _SAME))  # an idle child adds nothing: k -> (k, 0)
+                elif cur is _ZERO:
+                    cur = F[c]
+                    split.append((c, _NEW))  # everything so far idle: k -> (0, k)
+                else:
+                    cur, arg = _merge(cur, F[c])
+                    split.append((c, arg))
             if best_self is not None and best_self[2] > cur.get(size, NEG):
                 cur = dict(cur)
                 cur[size] = best_self[2]
@@ -270,6 +272,28 @@ class VideoDP:
             if not f:
                 return None
             parts.append((r, f, F, back))
+        base = self.base
+        if len(parts) == 1 and not offset:  # one node: no merge over roots (the merge below, specialised)
+            r, f, F, back = parts[0]
+            se = self.size_eff[r]
+            best: dict[int, float] = {}
+            kr_of: dict[int, int] = {}
+            for k, v in f.items():
+                u = se - k
+                if u > U:
+                    u = U
+                if v > best.get(u, NEG):
+                    best[u] = v
+                    kr_of[u] = k
+
+            def pick1(k: int) -> dict[int, int]:
+                out: dict[int, int] = {}
+                kr = kr_of[n_eff - k]
+                if kr:
+                    _pick_block(tree, F, back, r, kr, out)
+                return out
+
+            return Solution({n_eff - u: v + base for u, v in best.items()}, pick1)
         # merge over roots in "unused usable GPUs" u, capped at U. The merge states after each root are kept: a
         # later solve (another forbid set) whose first roots are the same reuses them (same operations, same result)
         cur: dict[int, float] = {min(offset, U): 0.0}
@@ -302,7 +326,6 @@ class VideoDP:
         self._prefix, self._prefix_key = chain, (U, offset)
         if not cur:
             return None
-        base = self.base
 
         def pick(k: int) -> dict[int, int]:
             u = n_eff - k
@@ -319,6 +342,7 @@ class VideoDP:
 _ZERO = {0: 0.0}  # shared, never mutated
 _EMPTY: dict[int, float] = {}
 _SAME = object()  # back-pointer marker: the merge with an idle child kept every k on the left
+_NEW = object()  # back-pointer marker: the merge onto idle children took every k from the right
 
 
 def _sizes(tree: Tree) -> list[int]:
@@ -356,6 +380,8 @@ def _pick_block(tree: Tree, F, back, x: int, k: int, out: dict[int, int]) -> Non
             ka, kc = 0, ks
         elif arg is _SAME:
             ka, kc = ks, 0
+        elif arg is _NEW:
+            ka, kc = 0, ks
         else:
             ka, kc = arg[ks]
         if kc and c in back:
