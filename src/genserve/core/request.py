@@ -99,8 +99,10 @@ class Request:
 
     def transition(self, dst: RequestStatus, now: float) -> None:
         """Move to `dst`, raising IllegalTransition when the life cycle forbids it."""
-        dst = RequestStatus(dst)
-        check_transition(self.status, dst)
+        if type(dst) is not RequestStatus:  # (the controller passes members: skip the slow enum lookup)
+            dst = RequestStatus(dst)
+        if dst not in _ALLOWED[self.status]:
+            check_transition(self.status, dst)  # raises
         if dst is RequestStatus.PAUSED and not self.is_video:
             raise IllegalTransition("only video requests can be paused")
         self.history.append((now, dst))

@@ -34,7 +34,7 @@ class ClusterSpec:
             raise ValueError(f"sp_degrees must include 1, got {self.sp_degrees}")
         object.__setattr__(self, "sp_degrees", degrees)
 
-    @property
+    @cached_property  # the spec is frozen; read on hot paths (controller, dispatcher, policies)
     def usable_degrees(self) -> tuple[int, ...]:
         """Degrees whose aligned block fits in one node and in the cluster."""
         limit = min(self.gpus_per_node, self.num_gpus)
@@ -48,6 +48,8 @@ class ClusterSpec:
         return self._groups[degree]
 
     def is_valid_group(self, gpus: tuple[int, ...]) -> bool:
+        if type(gpus) is tuple and gpus in self._group_set:  # the usual case: already in order (no sort)
+            return True
         p = len(gpus)
         return p in self._groups and tuple(sorted(gpus)) in self._group_set
 

@@ -39,6 +39,14 @@ class Interval:
     request_ids: tuple[str, ...]
 
 
+def _event(cls, **fields):
+    """An event built without the frozen dataclass's per-field setattr: the simulator makes one per step run,
+    batch and decode, with every field given and right by construction."""
+    ev = object.__new__(cls)
+    ev.__dict__.update(fields)
+    return ev
+
+
 class _Run:
     __slots__ = ("gpus", "start", "first", "step_s", "step", "count", "handle", "log_at", "end")
 
@@ -99,7 +107,7 @@ class SimExecutor:
         dur = self.profile.image_latency(r.model, r.width, r.height, len(requests), r.steps)
         ids = tuple(q.id for q in requests)
         start, end = self._occupy((gpu,), dur, "image", ids)
-        self.schedule(end, BatchDone(end, ids, gpu, end - start))
+        self.schedule(end, _event(BatchDone, time=end, request_ids=ids, gpu=gpu, duration=end - start))
 
     def run_step(self, request: Request, step: int, gpus: tuple[int, ...], setup: StepSetup,
                  source_gpu: int | None = None, count: int = 1) -> None:
@@ -116,7 +124,8 @@ class SimExecutor:
         log_at = len(self.log) if self.log is not None else -1
         start, end = self._occupy(gpus, first + (count - 1) * step_s, "step", (r.id,))
         last = step + count - 1
-        handle = self.schedule(end, StepDone(end, r.id, last, gpus, step_s if count > 1 else end - start))
+        handle = self.schedule(end, _event(StepDone, time=end, request_id=r.id, step=last, gpus=gpus,
+                                           duration=step_s if count > 1 else end - start, final=True))
         if count > 1:
             self._runs[r.id] = _Run(gpus, start, first, step_s, step, count, handle, log_at, end)
         else:
@@ -143,7 +152,8 @@ class SimExecutor:
             return  # already in its last step
         run.handle[-1] = None  # cancel the pending StepDone
         rid = request.id
-        self.schedule(end, StepDone(end, rid, run.step + i, run.gpus, run.step_s))
+        self.schedule(end, _event(StepDone, time=end, request_id=rid, step=run.step + i, gpus=run.gpus,
+                                  duration=run.step_s, final=True))
         saved = old_end - end
         for g in run.gpus:  # nothing else was queued behind the run: the controller holds these GPUs
             if self.ready[g] > end:
@@ -163,7 +173,7 @@ class SimExecutor:
         self._runs.pop(r.id, None)
         dur = self.profile.video_decode(r.model, r.width, r.height, r.frames)
         start, end = self._occupy((gpu,), dur, "decode", (r.id,))
-        self.schedule(end, VideoDone(end, r.id, gpu))
+        self.schedule(end, _event(VideoDone, time=end, request_id=r.id, gpu=gpu))
 
     def discard(self, request: Request, gpus: tuple[int, ...]) -> None:
         self._runs.pop(request.id, None)

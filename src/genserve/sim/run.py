@@ -7,9 +7,11 @@ controller, then one `flush` (a round when due). No sleeps: the clock jumps from
 
 from __future__ import annotations
 
+import gc
 import heapq
 import itertools
 import time
+from contextlib import contextmanager
 from typing import Sequence
 
 from genserve.core.errors import ValidationError
@@ -28,6 +30,21 @@ class _Wake:
 
 
 _WAKE = _Wake()
+
+
+@contextmanager
+def _cyclic_gc_off():
+    """The cyclic garbage collector off inside, restored after. The simulation creates no reference cycles (nor
+    do the bundled policies: what the collector finds after a run is the simulation's own structure), so its
+    passes over the growing heap of requests, records and views are pure overhead: 10-15 % of the event loop's
+    time at 30,000 requests. (GenServePolicy.plan does the same for a round.)"""
+    on = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if on:
+            gc.enable()
 
 
 def _fresh(r: Request) -> Request:
@@ -78,7 +95,8 @@ def run_simulation(requests: Sequence[Request], policy, cluster: ClusterSpec | i
         from genserve.scheduling.registry import make_policy
 
         policy = make_policy(policy, options)
-    reqs = sorted((_fresh(r) for r in requests), key=lambda r: (r.arrival, r.id))
+    with _cyclic_gc_off():
+        reqs = sorted((_fresh(r) for r in requests), key=lambda r: (r.arrival, r.id))
     seen: set[str] = set()
     for r in reqs:
         if r.id in seen:
@@ -117,36 +135,37 @@ def run_simulation(requests: Sequence[Request], policy, cluster: ClusterSpec | i
     first = last
     stopped = False
     loops = 0
-    while True:
-        loops += 1
-        if wall_budget_s is not None and not loops & 1023 and time.perf_counter() - t0 > wall_budget_s:
-            stopped = True
-            break
-        t_heap = heap[0][0] if heap else _INF
-        t_arr = reqs[i].arrival if i < n else _INF
-        t = t_heap if t_heap < t_arr else t_arr
-        if t == _INF or (until is not None and t > until):
-            break
-        clock._t = t  # the loop is the clock's only writer; times never go back (heap order)
-        while i < n and reqs[i].arrival == t:
-            submit(reqs[i])
-            i += 1
-        while heap and heap[0][0] == t:
-            ev = pop(heap)[2]
-            if ev is None:  # cancelled
-                continue
-            if ev is _WAKE:
-                if ctl.wake_at is not None and ctl.wake_at <= t:
-                    ctl.wake()
-                wake_scheduled = None
-            else:
-                on_event(ev)
-        flush()
-        last = t
-        w = ctl.wake_at
-        if w is not None and w > t and (wake_scheduled is None or w < wake_scheduled):
-            schedule(w, _WAKE)
-            wake_scheduled = w
+    with _cyclic_gc_off():
+        while True:
+            loops += 1
+            if wall_budget_s is not None and not loops & 1023 and time.perf_counter() - t0 > wall_budget_s:
+                stopped = True
+                break
+            t_heap = heap[0][0] if heap else _INF
+            t_arr = reqs[i].arrival if i < n else _INF
+            t = t_heap if t_heap < t_arr else t_arr
+            if t == _INF or (until is not None and t > until):
+                break
+            clock._t = t  # the loop is the clock's only writer; times never go back (heap order)
+            while i < n and reqs[i].arrival == t:
+                submit(reqs[i])
+                i += 1
+            while heap and heap[0][0] == t:
+                ev = pop(heap)[2]
+                if ev is None:  # cancelled
+                    continue
+                if ev is _WAKE:
+                    if ctl.wake_at is not None and ctl.wake_at <= t:
+                        ctl.wake()
+                    wake_scheduled = None
+                else:
+                    on_event(ev)
+            flush()
+            last = t
+            w = ctl.wake_at
+            if w is not None and w > t and (wake_scheduled is None or w < wake_scheduled):
+                schedule(w, _WAKE)
+                wake_scheduled = w
     executor.close()
     name = getattr(policy, "name", type(policy).__name__)
     return SimResult(

@@ -10,11 +10,10 @@ single pass: `plan_images` returns the per-slot batches and the prefix values.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class ImageBatchPlan:
+class ImageBatchPlan(NamedTuple):  # a named tuple: several are built per round, for every budget tried
     gpu: int
     start: float
     ids: tuple[str, ...]
