@@ -48,12 +48,14 @@ from genserve.core.events import Arrival, BatchDone, Event, Failed, StepDone, Vi
 from genserve.core.plan import Action, ActionKind, Plan
 from genserve.core.request import Modality, Request, RequestStatus
 from genserve.core.snapshot import ClusterSpec, ImageView, Snapshot, VideoView
-from genserve.engine.scope import fast_snapshot, gpu_map, lift_plan, scoped_parts, sub_cluster
+from genserve.engine.scope import fast_snapshot, gpu_map, lift_plan, scoped_views, sub_cluster
 from genserve.executors.base import Executor, StepSetup
 
 NEG_INF = float("-inf")
+_INF = float("inf")
 _EPS = 1e-9
 _ALL = "all"
+_NO_NODES: frozenset[int] = frozenset()
 STEP_ROUNDS = ("always", "events_or_waiting", "events", "when_waiting", "never")
 
 _RUNNING = RequestStatus.RUNNING
@@ -65,6 +67,10 @@ _RECONFIGURE = ActionKind.RECONFIGURE
 _START = ActionKind.START
 _RESUME = ActionKind.RESUME
 _BATCH = ActionKind.BATCH
+_SETUP_FRESH = StepSetup.FRESH
+_SETUP_CONTINUE = StepSetup.CONTINUE
+_SETUP_RESUME = StepSetup.RESUME
+_SETUP_RECONFIGURE = StepSetup.RECONFIGURE
 
 
 class PlanError(GenServeError, RuntimeError):
@@ -233,7 +239,7 @@ class Controller:
         self._batch_seq = 0
         self._boundary: list[str] = []  # videos that reached a step boundary since the last flush
         self._grow_due: list[VideoProgress] = []  # two-level mode: planned scale-ups due at this flush
-        self._cut_nodes: set[int] = set()  # two-level mode: waiting nodes whose multi-step runs were cut
+        self._cut_nodes: frozenset[int] = _NO_NODES  # two-level mode: waiting nodes whose multi-step runs were cut
         # two-level mode: running (and decoding) videos by the node of their leader, and submission order, so a
         # node's snapshot does not scan every live video
         self._run_node: dict[str, int] = {}
@@ -260,6 +266,15 @@ class Controller:
             raise ValidationError(f"duplicate request id {request.id!r}")
         if request.status is not _QUEUED:
             raise ValidationError(f"request {request.id!r} must be queued on submission, is {request.status.value}")
+        # the profile checks depend only on the request's shape: each shape is checked once per profile
+        shape = (request.modality, request.model, request.width, request.height, request.frames, request.steps)
+        if shape not in self._valid_shapes:
+            self._check_shape(request)
+            self._valid_shapes.add(shape)
+        if not math.isfinite(request.deadline):
+            raise ValidationError(f"request {request.id!r}: deadline must be finite")
+
+    def _check_shape(self, request: Request) -> None:
         prof = self.profile
         if request.modality is Modality.IMAGE:
             if request.model not in prof.doc.image_models:
@@ -274,8 +289,6 @@ class Controller:
                                   request.frames, request.steps)
         except ProfileError as e:
             raise ProfileError(f"request {request.id!r}: {e}") from None
-        if not math.isfinite(request.deadline):
-            raise ValidationError(f"request {request.id!r}: deadline must be finite")
 
     def submit(self, request: Request) -> None:
         """Admit a request (its arrival is now, or earlier for a replayed trace). Raises on invalid input."""
@@ -285,8 +298,7 @@ class Controller:
         self.records[rid] = RequestRecord(rid, request.modality.value, request.model, request.width, request.height,
                                           request.frames, request.steps, request.arrival, request.deadline)
         if request.modality is Modality.IMAGE:
-            self._images[rid] = ImageView(rid, request.model, request.width, request.height, request.steps,
-                                          request.arrival, request.deadline)
+            self._images[rid] = self._image_view(request)
             self._last_image_arrival = request.arrival
         else:
             self._videos[rid] = VideoProgress(request)
@@ -298,7 +310,7 @@ class Controller:
         if self.dispatcher is not None:
             node = self.dispatcher.place(request)
             per = self.cluster.gpus_per_node
-            if any(g // per == node for g in self._free):
+            if not self._free.isdisjoint(range(node * per, node * per + per)):  # an idle GPU in the node
                 self._mark_node(node)
             # else no round now: nothing can start there before the node's next step boundary or completion; a
             # completion brings a round, and for an image so does every boundary in the node (its multi-step
@@ -504,8 +516,7 @@ class Controller:
             if req.status is _RUNNING:
                 req.transition(_QUEUED, now)
                 self.records[req.id].retries += 1
-                self._images[req.id] = ImageView(req.id, req.model, req.width, req.height, req.steps, req.arrival,
-                                                 req.deadline)
+                self._images[req.id] = self._image_view(req)
                 if self.dispatcher is not None:
                     self.dispatcher.place(req)
         else:
@@ -520,6 +531,10 @@ class Controller:
 
             profile = CorrectedProfile(profile, self.correction)
         self.profile = profile
+        self._valid_shapes: set[tuple] = set()  # request shapes `validate` accepted with this profile
+        # video shape and degree -> the degree `_growth_block` would grow to (None: none faster), while the
+        # profile's figures are fixed (not with online correction)
+        self._grow_degree: dict[tuple, int | None] = {}
 
     def set_profile(self, profile) -> None:
         """Plan with another profile from now on (e.g. one calibrated on this machine). Online correction, when
@@ -560,19 +575,32 @@ class Controller:
         faster. (The DP may also grow over another running video's GPUs, pausing or shrinking it, but with nothing
         waiting in the node it practically never does.)"""
         p = len(gpus)
-        prof = self.profile
-        degs = prof.degrees(req.model)
-        q = next((d for d in self.cluster.usable_degrees if d > p and d in degs), None)
+        key = (req.model, req.width, req.height, req.frames, p)
+        cache = self._grow_degree
+        if key in cache:
+            q = cache[key]
+        else:
+            q = self._next_faster_degree(req, p)
+            if self.correction is None:  # (corrected step times change as measurements come in)
+                cache[key] = q
         if q is None:
             return None
         start = gpus[0] - gpus[0] % q
         free = self._free
-        if not all(g in gpus or g in free for g in range(start, start + q)):
-            return None
-        if (prof.video_step(req.model, req.width, req.height, req.frames, q)
-                >= prof.video_step(req.model, req.width, req.height, req.frames, p)):
-            return None
+        for g in range(start, start + q):
+            if g not in free and g not in gpus:
+                return None
         return start, start + q - 1
+
+    def _next_faster_degree(self, req: Request, p: int) -> int | None:
+        """The next usable profiled degree above `p` for this video when a step there is faster, else None."""
+        prof = self.profile
+        degs = prof.degrees(req.model)
+        q = next((d for d in self.cluster.usable_degrees if d > p and d in degs), None)
+        if q is None or (prof.video_step(req.model, req.width, req.height, req.frames, q)
+                         >= prof.video_step(req.model, req.width, req.height, req.frames, p)):
+            return None
+        return q
 
     def _mark_node(self, node: int) -> None:
         self._dirty = True
@@ -710,8 +738,9 @@ class Controller:
             if self.dispatcher is not None:
                 # only nodes that started waiting since the last flush: runs issued later in a waiting node are
                 # single steps, and earlier ones there were cut already
-                new = (scope or set()) - self._cut_nodes
-                self._cut_nodes = scope or set()
+                scope = scope or _NO_NODES
+                new = scope - self._cut_nodes
+                self._cut_nodes = scope
                 scope = new or None
             if scope is not None:
                 # something waits: step boundaries where it could get GPUs get rounds again, so multi-step runs
@@ -735,17 +764,20 @@ class Controller:
         if self._multi and self.step_rounds != "never":  # "never" policies only continue running videos
             self._refresh_runs(now, nodes)
         busy = self._busy
-        overdue = [g for g, b in self._busy_end.items() if b <= now]  # estimates can run late (live engine)
-        if overdue:
-            busy = list(busy)
-            for g in overdue:
-                busy[g] = now + _EPS
+        busy_end = self._busy_end  # GPUs in non-preemptible work: a passed estimate reads "ends now" (live engine)
         info = {"round": self.rounds, "policy": self.policy_name}
         if nodes is None:
+            overdue = [g for g, b in busy_end.items() if b <= now]
+            if overdue:
+                busy = list(busy)
+                for g in overdue:
+                    busy[g] = now + _EPS
             return Snapshot(now=now, cluster=self.cluster, profile=self.profile, images=tuple(self._images.values()),
                             videos=tuple(views.values()), busy_until=tuple(busy),
                             last_image_arrival=self._last_image_arrival, info=info)
         cl = self.cluster
+        gmap = gpu_map(cl.gpus_per_node, nodes)
+        busy = tuple(busy[g] if busy_end.get(g, _INF) > now else now + _EPS for g in gmap)
         d = self.dispatcher
         if d is not None:  # only this scope's videos, in submission order (as the whole-cluster view has them)
             rids = [rid for n in nodes for rid in self._by_node[n]]
@@ -754,8 +786,8 @@ class Controller:
             vs = [views[rid] for rid in rids]
         else:
             vs = views.values()
-        videos, images, busy, gmap = scoped_parts(vs, tuple(self._images.values()), busy,
-                                                  cl.gpus_per_node, nodes, d.node_of if d is not None else None)
+        videos, images = scoped_views(vs, self._images.values(), cl.gpus_per_node, nodes,
+                                      d.node_of if d is not None else None)
         info["scope"] = nodes
         return fast_snapshot(now, sub_cluster(len(gmap), cl.gpus_per_node, cl.sp_degrees), self.profile, images,
                              videos, busy, self._last_image_arrival, info)
@@ -779,6 +811,13 @@ class Controller:
                 d["steps_done"] = done
                 d["busy_until"] = nxt
                 views[rid] = new
+
+    @staticmethod
+    def _image_view(r: Request) -> ImageView:
+        v = object.__new__(ImageView)  # the frozen dataclass's __init__ without its per-field setattr (hot path)
+        v.__dict__.update(id=r.id, model=r.model, width=r.width, height=r.height, steps=r.steps, arrival=r.arrival,
+                          deadline=r.deadline)
+        return v
 
     @staticmethod
     def _view(vp: VideoProgress) -> VideoView:
@@ -874,8 +913,9 @@ class Controller:
                 if g in claimed:
                     raise self._err(now, f"GPU {g} is assigned twice")
 
+        videos, images = self._videos, self._images
         for rid in actions:
-            if rid not in self._videos and rid not in self._images:
+            if rid not in videos and rid not in images:
                 raise self._err(now, f"action for unknown or finished request {rid}")
 
         # 1. videos at a step boundary: pause, continue, or move
@@ -912,29 +952,30 @@ class Controller:
                 free.update(vp.gpus)
             else:
                 raise self._err(now, f"video {rid} (running) cannot {kind.value}")
-        blocked_moves = [(vp, t) for vp, t in moves if not kept.isdisjoint(t)]
-        moves = [(vp, t) for vp, t in moves if kept.isdisjoint(t)]
-        for vp, target in moves:
-            if not claimed.isdisjoint(target):
-                raise self._err(now, f"video {vp.request.id}: GPUs of {target} are assigned twice")
-            claimed.update(target)
-        while moves:  # moves whose targets are free now (possibly freed by another move) go first
-            ready = [(vp, t) for vp, t in moves if free.issuperset(t)]
-            if not ready:
-                break
-            for vp, target in ready:
-                free.difference_update(target)
-                steps.append((vp, target))
-            moves = [(vp, t) for vp, t in moves if not any(vp is r for r, _ in ready)]
-        for vp, target in moves + blocked_moves:  # target busy (mid-step video, batch, kept): stay, or pause
-            if free.issuperset(vp.gpus):
-                free.difference_update(vp.gpus)
-                steps.append((vp, vp.gpus))
-            else:
-                pauses.append(vp)
+        if moves:
+            blocked_moves = [(vp, t) for vp, t in moves if not kept.isdisjoint(t)]
+            moves = [(vp, t) for vp, t in moves if kept.isdisjoint(t)]
+            for vp, target in moves:
+                if not claimed.isdisjoint(target):
+                    raise self._err(now, f"video {vp.request.id}: GPUs of {target} are assigned twice")
+                claimed.update(target)
+            while moves:  # moves whose targets are free now (possibly freed by another move) go first
+                ready = [(vp, t) for vp, t in moves if free.issuperset(t)]
+                if not ready:
+                    break
+                for vp, target in ready:
+                    free.difference_update(target)
+                    steps.append((vp, target))
+                moves = [(vp, t) for vp, t in moves if not any(vp is r for r, _ in ready)]
+            for vp, target in moves + blocked_moves:  # target busy (mid-step video, batch, kept): stay, or pause
+                if free.issuperset(vp.gpus):
+                    free.difference_update(vp.gpus)
+                    steps.append((vp, vp.gpus))
+                else:
+                    pauses.append(vp)
 
         # 2. every other live request: check kinds; launch what fits now
-        videos = self._videos
+        two_level = self.dispatcher is not None
         for rid, a in actions.items():
             kind = a.kind
             if kind is _BATCH:
@@ -944,7 +985,7 @@ class Controller:
                 if a.gpus != vp.gpus:  # fast path: a running video keeps its GPUs (they stay owned)
                     raise self._err(now, f"video {rid}: continue must keep its GPUs {vp.gpus}, got {a.gpus}")
                 vp.grow_to = None
-                if self.dispatcher is not None:
+                if two_level:
                     vp.replan = False  # two-level mode: the latest plan for it wants no change at its boundary
                 continue
             if kind is _HOLD:
@@ -971,7 +1012,7 @@ class Controller:
                         intents.append(vp)
                         # two-level mode: a pure scale-up (nothing is freed for others) needs no round at the
                         # boundary when nothing else happens in the node by then: it is applied at the flush
-                        vp.grow_to = (a.gpus if self.dispatcher is not None and len(a.gpus) > len(vp.gpus)
+                        vp.grow_to = (a.gpus if two_level and len(a.gpus) > len(vp.gpus)
                                       and set(vp.gpus).issubset(a.gpus) else None)
                         if kept.isdisjoint(a.gpus):  # (a GPU kept by a refused pause: nothing to reserve)
                             check_group(rid, a.gpus)
@@ -1095,20 +1136,20 @@ class Controller:
         step_s = prof.video_step(req.model, req.width, req.height, req.frames, p)
         dur = step_s
         source = None
+        rec = self.records[req.id]
         if not vp.ever_ran:
-            setup = StepSetup.FRESH
+            setup = _SETUP_FRESH
             dur += prof.text_encode(req.model)
             req.transition(_RUNNING, now)
-            rec = self.records[req.id]
             rec.start = now
             vp.ever_ran = True
         elif req.status is _PAUSED:
-            setup = StepSetup.RESUME
+            setup = _SETUP_RESUME
             source = vp.home_gpu
             dur += prof.resume_cost(req.model, p)
             req.transition(_RUNNING, now)
         elif gpus != vp.gpus:
-            setup = StepSetup.RECONFIGURE
+            setup = _SETUP_RECONFIGURE
             source = vp.gpus[0]
             dur += prof.reconfigure_cost(req.model, p)
             self._release(vp.gpus)
@@ -1117,15 +1158,14 @@ class Controller:
             if self._replan_moves and (self.dispatcher is None or (p > len(vp.gpus) and self._growth_block(req, gpus))):
                 vp.replan = True
         else:
-            setup = StepSetup.CONTINUE
+            setup = _SETUP_CONTINUE
         if vp.last_degree and p != vp.last_degree:
             vp.sp_changes += 1
             self.sp_changes += 1
         vp.last_degree = p
-        rec = self.records[req.id]
         if p > rec.max_degree:
             rec.max_degree = p
-        if setup is not StepSetup.CONTINUE:
+        if setup is not _SETUP_CONTINUE:
             self._claim(gpus)
             vp.gpus = gpus
             self._leave_node(req.id)
@@ -1140,7 +1180,7 @@ class Controller:
                  if self.coalesce and not (self._boundary_when_waiting
                                            and (vp.replan or self._in_scope(vp, self._wait_scope()))) else 1)
         # executors report a multi-step run's steady step time, a single step's time with its setup inside
-        vp.run_plain = setup is StepSetup.CONTINUE or count > 1
+        vp.run_plain = setup is _SETUP_CONTINUE or count > 1
         vp.run_base = vp.steps_done
         vp.run_end = vp.steps_done + count
         if count > 1:

@@ -59,6 +59,7 @@ class NodeDispatcher:
         self.items: list[dict[str, None]] = [{} for _ in range(self.num_nodes)]  # per node, in arrival order
         self.need = [0] * self.num_nodes  # per node: GPUs its waiting work asks for
         self.images = [0] * self.num_nodes  # per node: waiting images
+        self._image_nodes: frozenset[int] | None = frozenset()  # nodes with images > 0 (None: to recompute)
         self.pulls = 0
 
     # ---- bookkeeping -------------------------------------------------------------------------------------
@@ -70,6 +71,7 @@ class NodeDispatcher:
         self.need[node] += need
         if self.ctl.requests[rid].modality is Modality.IMAGE:
             self.images[node] += 1
+            self._image_nodes = None
 
     def drop(self, rid: str) -> None:
         node = self.node_of.pop(rid, None)
@@ -78,13 +80,18 @@ class NodeDispatcher:
             del self.items[node][rid]
             if self.ctl.requests[rid].modality is Modality.IMAGE:
                 self.images[node] -= 1
+                self._image_nodes = None
 
     def waiting_nodes(self) -> set[int]:
         return {n for n, it in enumerate(self.items) if it}
 
-    def image_nodes(self) -> set[int]:
-        """Nodes where an image waits: their step boundaries are scheduling points."""
-        return {n for n, k in enumerate(self.images) if k}
+    def image_nodes(self) -> frozenset[int]:
+        """Nodes where an image waits: their step boundaries are scheduling points. (Asked several times per
+        round: kept until an image count changes; read-only.)"""
+        nodes = self._image_nodes
+        if nodes is None:
+            nodes = self._image_nodes = frozenset(n for n, k in enumerate(self.images) if k)
+        return nodes
 
     # ---- placement ---------------------------------------------------------------------------------------
     def _free_by_node(self) -> list[list[int]]:
@@ -111,17 +118,18 @@ class NodeDispatcher:
     def _wanted_degree(self, req: Request, now: float) -> int:
         """The smallest degree that meets the deadline from now (the largest one when none does)."""
         prof = self.ctl.profile
-        degs = [p for p in self.degrees if p in set(prof.degrees(req.model))] or [1]
+        profiled = set(prof.degrees(req.model))
+        degs = [p for p in self.degrees if p in profiled] or [1]
         extra = now + prof.text_encode(req.model) + prof.video_decode(req.model, req.width, req.height, req.frames)
         for p in degs:
             if extra + req.steps * prof.video_step(req.model, req.width, req.height, req.frames, p) <= req.deadline:
                 return p
         return degs[-1]
 
-    def _yield_times(self) -> tuple[list[float], list[float]]:
-        """Per node: the earliest step boundary of a running video that could give GPUs away (positive slack at
-        its degree, or a degree above 1 to shrink from), and the largest slack of such a video (inf / -inf when
-        none)."""
+    def _yield_times(self, nodes) -> tuple[list[float], list[float]]:
+        """Per node of `nodes` (inf / -inf for the others): the earliest step boundary of a running video that
+        could give GPUs away (positive slack at its degree, or a degree above 1 to shrink from), and the largest
+        slack of such a video (inf / -inf when none)."""
         ctl = self.ctl
         now = ctl.clock.now()
         per = self.per
@@ -129,7 +137,9 @@ class NodeDispatcher:
         first = [float("inf")] * self.num_nodes
         most = [float("-inf")] * self.num_nodes
         multi = ctl._multi
-        for vp in ctl._videos.values():
+        videos = ctl._videos
+        for rid in [rid for n in nodes for rid in ctl._by_node[n]]:  # running videos led in `nodes`
+            vp = videos[rid]
             req = vp.request
             if req.status is not _RUNNING or vp.decoding or not vp.gpus:
                 continue
@@ -170,11 +180,16 @@ class NodeDispatcher:
         if fits:
             node = min(fits, key=lambda n: (room[n], n))
         else:  # no room: where a running video can give GPUs away soonest (images) / has the most slack (videos)
-            first, most = self._yield_times()
-            if req.modality is Modality.IMAGE:
-                node = min(range(self.num_nodes), key=lambda n: (self.need[n], first[n], n))
+            low = min(self.need)  # (only the nodes whose waiting work needs the fewest GPUs are candidates)
+            cands = [n for n in range(self.num_nodes) if self.need[n] == low]
+            if len(cands) == 1:
+                node = cands[0]
             else:
-                node = min(range(self.num_nodes), key=lambda n: (self.need[n], -most[n], n))
+                first, most = self._yield_times(cands)
+                if req.modality is Modality.IMAGE:
+                    node = min(cands, key=lambda n: (first[n], n))
+                else:
+                    node = min(cands, key=lambda n: (-most[n], n))
         self.assign(req.id, node, want)
         return node
 
@@ -190,8 +205,9 @@ class NodeDispatcher:
         t1 = prof.video_step(req.model, req.width, req.height, req.frames, 1)
         fixed = prof.video_decode(req.model, req.width, req.height, req.frames) + (
             0.0 if vp.ever_ran else prof.text_encode(req.model))
+        profiled = set(prof.degrees(req.model))
         fast = min(prof.video_step(req.model, req.width, req.height, req.frames, p)
-                   for p in self.degrees if p in set(prof.degrees(req.model)))
+                   for p in self.degrees if p in profiled)
         feasible = now + fixed + rem * fast <= req.deadline
         return (1 if feasible else 2, rem * t1, req.deadline)
 
@@ -199,10 +215,11 @@ class NodeDispatcher:
         """Before a round: each of `nodes` with idle GPUs takes the most urgent waiting requests of the cluster
         (its own and those of nodes without an idle GPU) up to what its idle GPUs hold. Returns the nodes that
         gave work away."""
-        free = self._free_by_node()
-        takers = [m for m in nodes if free[m]]
+        idle, per = self.ctl._free, self.per
+        takers = [m for m in nodes if not idle.isdisjoint(range(m * per, m * per + per))]
         if not takers or not self.node_of:
             return []
+        free = self._free_by_node()
         donors = [n for n in range(self.num_nodes) if self.items[n] and not free[n]]
         if not donors:
             return []

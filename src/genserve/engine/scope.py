@@ -30,11 +30,16 @@ def sub_cluster(num_gpus: int, per_node: int, degrees: tuple[int, ...]) -> Clust
     return c
 
 
-def _moved(v: VideoView, local: dict[int, int]) -> VideoView:
+def _moved(v: VideoView, local: dict[int, int], groups: dict[tuple, tuple]) -> VideoView:
     new = object.__new__(VideoView)  # a copy of the frozen view with its GPU ids renumbered (fast)
     d = new.__dict__
     d.update(v.__dict__)
-    d["gpus"] = tuple(local[g] for g in v.gpus)
+    gpus = v.gpus
+    if gpus:
+        g = groups.get(gpus)
+        if g is None:
+            g = groups[gpus] = tuple(local[g] for g in gpus)
+        d["gpus"] = g
     h = v.home_gpu
     if h is not None:
         d["home_gpu"] = local.get(h)  # None: a paused video dispatched here from another node
@@ -43,9 +48,10 @@ def _moved(v: VideoView, local: dict[int, int]) -> VideoView:
 
 @lru_cache(maxsize=1024)
 def _maps(per: int, nodes: tuple[int, ...]):
-    """For a node set: local -> global GPU ids, global -> local, and the set (read-only)."""
+    """For a node set: local -> global GPU ids, global -> local, the set (read-only), and a cache of GPU groups
+    renumbered global -> local (a node holds few distinct groups)."""
     gmap = [n * per + i for n in nodes for i in range(per)]
-    return gmap, {g: i for i, g in enumerate(gmap)}, frozenset(nodes)
+    return gmap, {g: i for i, g in enumerate(gmap)}, frozenset(nodes), {}
 
 
 def gpu_map(per: int, nodes) -> list[int]:
@@ -56,7 +62,14 @@ def gpu_map(per: int, nodes) -> list[int]:
 def scoped_parts(views, images, busy, per: int, nodes: list[int], assigned: dict[str, int] | None = None):
     """The videos, images and busy times of `nodes` (sorted), GPUs renumbered 0.. in node order, and the map
     local -> global (see `sub_snapshot`)."""
-    gmap, local, keep = _maps(per, tuple(nodes))
+    gmap = gpu_map(per, nodes)
+    videos, images = scoped_views(views, images, per, nodes, assigned)
+    return videos, images, tuple(busy[g] for g in gmap), gmap
+
+
+def scoped_views(views, images, per: int, nodes: list[int], assigned: dict[str, int] | None = None):
+    """The videos and images of `nodes` (sorted), GPUs renumbered 0.. in node order (see `scoped_parts`)."""
+    _, local, keep, groups = _maps(per, tuple(nodes))
     out = []
     for v in views:
         if v.gpus:
@@ -68,10 +81,12 @@ def scoped_parts(views, images, busy, per: int, nodes: list[int], assigned: dict
         else:
             continue
         if node in keep:
-            out.append(_moved(v, local))
+            out.append(_moved(v, local, groups))
     if assigned is not None:
         images = tuple(im for im in images if assigned.get(im.id) in keep)
-    return tuple(out), images, tuple(busy[g] for g in gmap), gmap
+    else:
+        images = tuple(images)
+    return tuple(out), images
 
 
 def sub_snapshot(snap: Snapshot, nodes: list[int], assigned: dict[str, int] | None = None
