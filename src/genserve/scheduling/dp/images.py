@@ -24,7 +24,7 @@ class ImageBatchPlan(NamedTuple):  # a named tuple: several are built per round,
 class ImageTable:
     """Per-round image facts: EDF order, batch keys and memoised T_img lookups."""
 
-    __slots__ = ("images", "order", "key", "lat", "maxb", "lost_score", "_lat")
+    __slots__ = ("images", "order", "key", "lat", "lat1", "maxb", "lost_score", "_lat")
 
     def __init__(self, images, profile, batching: bool, lost_score: float) -> None:
         self.lost_score = lost_score
@@ -39,6 +39,7 @@ class ImageTable:
             if im.model not in self.maxb:
                 self.maxb[im.model] = profile.max_batch(im.model) if batching else 1
         self.lat = self._make_lat(profile)
+        self.lat1 = [self.lat(k, 1) for k in self.key]  # alone in a batch: asked for every slot
 
     def _make_lat(self, profile):
         cache = self._lat
@@ -66,6 +67,7 @@ def plan_images(table: ImageTable, slots: list[tuple[float, int]]) -> tuple[list
     images = table.images
     remaining = list(table.order)
     lat = table.lat
+    lat1 = table.lat1
     keys = table.key
     batches: list[ImageBatchPlan] = []
     counts = [0]
@@ -76,7 +78,7 @@ def plan_images(table: ImageTable, slots: list[tuple[float, int]]) -> tuple[list
             break
         head_pos = -1
         for pos, i in enumerate(remaining):
-            if t + lat(keys[i], 1) <= images[i].deadline:
+            if t + lat1[i] <= images[i].deadline:
                 head_pos = pos
                 break
         feasible_head = head_pos >= 0
@@ -101,9 +103,9 @@ def plan_images(table: ImageTable, slots: list[tuple[float, int]]) -> tuple[list
                     tight = min(tight, dj)
                 elif end <= tight and not feasible_head:
                     members.append(j)  # all lost: batch them together
-                elif end <= tight and dj < end and t + lat(key, 1) > dj:
+                elif end <= tight and dj < end and t + lat1[j] > dj:
                     members.append(j)  # lost anyway at this slot: free ride, hurts nobody
-        end = t + lat(key, len(members))
+        end = t + (lat(key, len(members)) if len(members) > 1 else lat1[head])
         met = 0
         score = 0.0
         for j in members:
@@ -113,9 +115,14 @@ def plan_images(table: ImageTable, slots: list[tuple[float, int]]) -> tuple[list
                 score += 1.0 / (1.0 + slack)
             else:
                 score += lost_score
-        taken = set(members)
-        remaining = [i for i in remaining if i not in taken]
-        batches.append(ImageBatchPlan(gpu, t, tuple(images[j].id for j in members), met, score))
+        if len(members) == 1:
+            del remaining[head_pos]
+            ids = (images[head].id,)
+        else:
+            taken = set(members)
+            remaining = [i for i in remaining if i not in taken]
+            ids = tuple(images[j].id for j in members)
+        batches.append(ImageBatchPlan(gpu, t, ids, met, score))
         counts.append(counts[-1] + met)
         scores.append(scores[-1] + score)
     return batches, counts, scores

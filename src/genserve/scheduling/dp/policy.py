@@ -14,11 +14,13 @@ Each round (a pure function of the snapshot):
 from __future__ import annotations
 
 import gc
+import weakref
 from functools import lru_cache
 
 from genserve.core.plan import HOLD, Action, ActionKind, Plan
 from genserve.core.request import RequestStatus
 from genserve.core.snapshot import ClusterSpec, Snapshot, VideoView
+from genserve.profiles import Profile
 from genserve.scheduling.dp.images import ImageTable, plan_images
 from genserve.scheduling.dp.solver import VideoDP, VideoOptions, build_tree, solve
 from genserve.scheduling.dp.tuning import DEFAULT, Tuning
@@ -62,6 +64,21 @@ def _cluster_info(num_gpus: int, per_node: int, degrees: tuple[int, ...]):
     return usable, around, groups, valid
 
 
+# A plain Profile never changes (its lookups are memoised), so the timing memos a round fills (step times, decode
+# times, costs, per-shape tables) live as long as it does. Other profiles (online correction) learn as they go:
+# fresh memos every round.
+_TIMING_MEMOS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _timing_memos(profile) -> tuple[dict, dict, dict, dict]:
+    if type(profile) is not Profile:
+        return {}, {}, {}, {}
+    memos = _TIMING_MEMOS.get(profile)
+    if memos is None:
+        memos = _TIMING_MEMOS[profile] = ({}, {}, {}, {})
+    return memos
+
+
 class _Round:
     """Everything derived from one snapshot."""
 
@@ -77,11 +94,8 @@ class _Round:
         self.locked = [False] * n
         self.videos = list(snap.videos)
         self.usable, self.around, self.groups, self.valid = _cluster_info(n, cl.gpus_per_node, cl.sp_degrees)
-        self._degs: dict[str, list[int]] = {}
-        self._ts: dict[tuple, float] = {}
-        self._dec: dict[tuple, float] = {}
-        self._cost: dict[tuple, float] = {}
-        self._shapes: dict[tuple, tuple] = {}
+        self._degs: dict[str, list[int]] = {}  # (per round: it depends on the cluster's degrees too)
+        self._ts, self._dec, self._cost, self._shapes = _timing_memos(snap.profile)
         self._bstart: dict[tuple, float] = {}  # block -> when a video that does not run now could start on it
         self._vshape: list = [None] * len(self.videos)
         step_end = self.step_end = [0.0] * len(self.videos)
