@@ -95,18 +95,18 @@ class Solution:
         return self._pick(k)
 
 
-def _merge(a: dict, b: dict):
-    """Max-plus convolution of two sibling vectors (their sizes add up to at most the parent's: no cap needed)."""
-    out: dict[int, float] = {}
-    arg: dict[int, tuple[int, int]] = {}
-    for ka, va in a.items():
-        for kb, vb in b.items():
+def _merge(a: dict, b: dict) -> dict:
+    """Max-plus convolution of two sibling vectors k -> (value, picks); their sizes add up to at most the parent's,
+    so no cap is needed. Ties keep the first combination found."""
+    out: dict[int, tuple] = {}
+    for ka, (va, pa) in a.items():
+        for kb, (vb, pb) in b.items():
             k = ka + kb
             v = va + vb
-            if v > out.get(k, NEG):
-                out[k] = v
-                arg[k] = (ka, kb)
-    return out, arg
+            o = out.get(k)
+            if o is None or v > o[0]:
+                out[k] = (v, pa + pb)
+    return out
 
 
 class VideoDP:
@@ -186,8 +186,9 @@ class VideoDP:
         self._prefix: list = []  # (root vector, merge state after it, back-pointers) of the last solve
         self._prefix_key: tuple | None = None
 
-    def _root(self, r: int, forbid: frozenset[int]):
-        """F (k -> value) and back-pointers of one root block, candidates touching `forbid` excluded."""
+    def _root(self, r: int, forbid: frozenset[int]) -> dict:
+        """F of one root block, k -> (value, picks: the (video, candidate) pairs that reach it), candidates touching
+        `forbid` excluded. (Nodes are small: carrying the picks is cheaper than back-pointers.)"""
         key = (r, forbid)
         hit = self._cache.get(key)
         if hit is not None:
@@ -195,8 +196,7 @@ class VideoDP:
         tree, active, cons, allowed, on_block = self.tree, self.active, self.cons, self.allowed, self.on_block
         children = tree.children
         sizes = _sizes(tree)
-        F: dict[int, dict[int, float]] = {}
-        back: dict[int, tuple] = {}
+        F: dict[int, dict[int, tuple]] = {}
         for x in _subtree(tree, r):  # bottom-up
             if not active[x]:
                 continue
@@ -209,38 +209,29 @@ class VideoDP:
                         continue
                     if forbid and not forbid.isdisjoint(block):
                         continue
-                    if best_self is None or val > best_self[2]:
-                        best_self = (vi, ci, val)
+                    if best_self is None or val > best_self[0]:
+                        best_self = (val, ((vi, ci),))
             ch = children[x]
             if not ch:  # a leaf: nothing below it, so taking it whole always beats k = 1 otherwise
                 if best_self is None:
-                    cur = _EMPTY if x in cons else _ZERO
+                    F[x] = _EMPTY if x in cons else _ZERO
                 else:
-                    cur = {1: best_self[2]} if x in cons else {0: 0.0, 1: best_self[2]}
-                F[x] = cur
-                back[x] = (None, best_self)
+                    F[x] = {1: best_self} if x in cons else {0: _NONE, 1: best_self}
                 continue
-            size = sizes[x]
-            c0 = ch[0]
-            cur = F[c0] if active[c0] else _ZERO
-            split = [(c0, None)]  # None: the first child's own vector (k -> (0, k))
-            for c in ch[1:]:
+            cur = None
+            for c in ch:
                 if not active[c]:
-                    split.append((c, _SAME))  # an idle child adds nothing: k -> (k, 0)
-                elif cur is _ZERO:
-                    cur = F[c]
-                    split.append((c, _NEW))  # everything so far idle: k -> (0, k)
-                else:
-                    cur, arg = _merge(cur, F[c])
-                    split.append((c, arg))
-            if best_self is not None and best_self[2] > cur.get(size, NEG):
-                cur = dict(cur)
-                cur[size] = best_self[2]
-            else:
-                best_self = None
+                    continue  # an idle child adds nothing
+                cur = F[c] if cur is None or cur is _ZERO else _merge(cur, F[c])
+            if cur is None:
+                cur = _ZERO
+            if best_self is not None:
+                o = cur.get(sizes[x])
+                if o is None or best_self[0] > o[0]:
+                    cur = dict(cur)
+                    cur[sizes[x]] = best_self
             F[x] = cur
-            back[x] = (split, best_self)
-        out = (F[r], F, back)
+        out = F[r]
         self._cache[key] = out
         return out
 
@@ -268,32 +259,24 @@ class VideoDP:
                 offset += self.size_eff[r]
                 continue
             sub = frozenset(by_root[r]) if r in by_root else none
-            f, F, back = self._root(r, sub)
+            f = self._root(r, sub)
             if not f:
                 return None
-            parts.append((r, f, F, back))
+            parts.append((r, f))
         base = self.base
         if len(parts) == 1 and not offset:  # one node: no merge over roots (the merge below, specialised)
-            r, f, F, back = parts[0]
+            r, f = parts[0]
             se = self.size_eff[r]
-            best: dict[int, float] = {}
-            kr_of: dict[int, int] = {}
-            for k, v in f.items():
+            best: dict[int, tuple] = {}
+            for k, fk in f.items():
                 u = se - k
                 if u > U:
                     u = U
-                if v > best.get(u, NEG):
-                    best[u] = v
-                    kr_of[u] = k
-
-            def pick1(k: int) -> dict[int, int]:
-                out: dict[int, int] = {}
-                kr = kr_of[n_eff - k]
-                if kr:
-                    _pick_block(tree, F, back, r, kr, out)
-                return out
-
-            return Solution({n_eff - u: v + base for u, v in best.items()}, pick1)
+                o = best.get(u)
+                if o is None or fk[0] > o[0]:
+                    best[u] = fk
+            return Solution({n_eff - u: fk[0] + base for u, fk in best.items()},
+                            lambda k: dict(best[n_eff - k][1]))
         # merge over roots in "unused usable GPUs" u, capped at U. The merge states after each root are kept: a
         # later solve (another forbid set) whose first roots are the same reuses them (same operations, same result)
         cur: dict[int, float] = {min(offset, U): 0.0}
@@ -301,7 +284,7 @@ class VideoDP:
         prev = self._prefix if self._prefix_key == (U, offset) else []
         chain: list = []
         reuse = True
-        for i, (r, f, _, _) in enumerate(parts):
+        for i, (r, f) in enumerate(parts):
             if reuse and i < len(prev) and prev[i][0] is f:
                 _, cur, arg = prev[i]
                 steps.append(arg)
@@ -312,7 +295,7 @@ class VideoDP:
             new: dict[int, float] = {}
             arg: dict[int, tuple[int, int]] = {}
             for u1, v1 in cur.items():
-                for k, v2 in f.items():
+                for k, (v2, _) in f.items():
                     u = u1 + se - k
                     if u > U:
                         u = U
@@ -330,19 +313,18 @@ class VideoDP:
         def pick(k: int) -> dict[int, int]:
             u = n_eff - k
             out: dict[int, int] = {}
-            for (r, _, F, back), arg in zip(reversed(parts), reversed(steps)):
+            for (_, f), arg in zip(reversed(parts), reversed(steps)):
                 u, kr = arg[u]
                 if kr:
-                    _pick_block(tree, F, back, r, kr, out)
+                    out.update(f[kr][1])
             return out
 
         return Solution({n_eff - u: v + base for u, v in cur.items()}, pick)
 
 
-_ZERO = {0: 0.0}  # shared, never mutated
-_EMPTY: dict[int, float] = {}
-_SAME = object()  # back-pointer marker: the merge with an idle child kept every k on the left
-_NEW = object()  # back-pointer marker: the merge onto idle children took every k from the right
+_NONE = (0.0, ())  # no GPU used, nothing picked
+_ZERO = {0: _NONE}  # shared, never mutated
+_EMPTY: dict[int, tuple] = {}
 
 
 def _sizes(tree: Tree) -> list[int]:
@@ -365,28 +347,6 @@ def _subtree(tree: Tree, r: int) -> list[int]:
             stack.extend(tree.children[x])
         hit = cache[r] = order[::-1]
     return hit
-
-
-def _pick_block(tree: Tree, F, back, x: int, k: int, out: dict[int, int]) -> None:
-    split, best_self = back[x]
-    if best_self is not None and k == len(tree.blocks[x]):
-        out[best_self[0]] = best_self[1]
-        return
-    if split is None:
-        return
-    ks = k  # walk the pairwise merges backwards
-    for c, arg in reversed(split):
-        if arg is None:
-            ka, kc = 0, ks
-        elif arg is _SAME:
-            ka, kc = ks, 0
-        elif arg is _NEW:
-            ka, kc = 0, ks
-        else:
-            ka, kc = arg[ks]
-        if kc and c in back:
-            _pick_block(tree, F, back, c, kc, out)
-        ks = ka
 
 
 def solve(tree: Tree | None, num_gpus: int, videos: list[VideoOptions],
