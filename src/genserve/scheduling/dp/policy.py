@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import gc
 import weakref
-from functools import lru_cache
+from functools import lru_cache, partial
 
 from genserve.core.plan import HOLD, Action, ActionKind, Plan
 from genserve.core.request import RequestStatus
@@ -30,6 +30,9 @@ INF = float("inf")
 _RUNNING_S = RequestStatus.RUNNING
 _PAUSED_S = RequestStatus.PAUSED
 
+
+# VideoOptions built at C speed (the named tuple's own __new__ is a Python call; one per video per round)
+_video_options = partial(tuple.__new__, VideoOptions)
 
 # a video candidate: (block, value for the solver, kind, count, score), a plain tuple (the hot path builds
 # thousands per round); value = count * big + score
@@ -533,7 +536,7 @@ def _dp_plan(r: _Round, batching: bool) -> Plan:
         if guard and v.pauses >= max_pauses and (not cap_feasible_only or feasible[vi]):
             soft[L] = {vi}
 
-    options = [VideoOptions(hc * big + hs, co) for (hc, hs), co in zip(hold_val, cands)]
+    options = [_video_options((hc * big + hs, co)) for (hc, hs), co in zip(hold_val, cands)]
 
     must_f = {g: frozenset(x) for g, x in must.items()}
     merged = None
@@ -544,7 +547,7 @@ def _dp_plan(r: _Round, batching: bool) -> Plan:
         if all(m2.values()):
             merged = {g: frozenset(x) for g, x in m2.items()}
 
-    locked = frozenset(g for g in range(r.n) if r.locked[g])
+    locked = frozenset(g for g in range(r.n) if r.locked[g]) if any(r.locked) else frozenset()
     cap = len(r.snap.images)  # images never use more GPUs than there are images
     dps: dict = {}
 
