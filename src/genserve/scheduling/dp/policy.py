@@ -73,12 +73,12 @@ def _cluster_info(num_gpus: int, per_node: int, degrees: tuple[int, ...]):
 _TIMING_MEMOS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _timing_memos(profile) -> tuple[dict, dict, dict, dict]:
+def _timing_memos(profile) -> tuple[dict, dict, dict, dict, dict]:
     if type(profile) is not Profile:
-        return {}, {}, {}, {}
+        return {}, {}, {}, {}, {}
     memos = _TIMING_MEMOS.get(profile)
     if memos is None:
-        memos = _TIMING_MEMOS[profile] = ({}, {}, {}, {})
+        memos = _TIMING_MEMOS[profile] = ({}, {}, {}, {}, {})
     return memos
 
 
@@ -97,8 +97,9 @@ class _Round:
         self.locked = [False] * n
         self.videos = list(snap.videos)
         self.usable, self.around, self.groups, self.valid = _cluster_info(n, cl.gpus_per_node, cl.sp_degrees)
-        self._degs: dict[str, list[int]] = {}  # (per round: it depends on the cluster's degrees too)
-        self._ts, self._dec, self._cost, self._shapes = _timing_memos(snap.profile)
+        # _degs: (model, usable degrees) -> the model's usable profiled degrees, and (model, usable, degree) -> (one
+        # degree down, one degree up)
+        self._ts, self._dec, self._cost, self._shapes, self._degs = _timing_memos(snap.profile)
         self._bstart: dict[tuple, float] = {}  # block -> when a video that does not run now could start on it
         self._vshape: list = [None] * len(self.videos)
         step_end = self.step_end = [0.0] * len(self.videos)
@@ -160,10 +161,11 @@ class _Round:
 
     # ---- video timing --------------------------------------------------------------------------------
     def degrees(self, v: VideoView) -> list[int]:
-        d = self._degs.get(v.model)
+        key = (v.model, self.usable)
+        d = self._degs.get(key)
         if d is None:
             prof = set(self.profile.degrees(v.model))
-            d = self._degs[v.model] = [p for p in self.usable if p in prof]
+            d = self._degs[key] = [p for p in self.usable if p in prof]
         return d
 
     def t_step(self, v: VideoView, p: int) -> float:
@@ -407,7 +409,8 @@ def _dp_plan(r: _Round, batching: bool) -> Plan:
     valid = r.valid
     hold_counts = tun.hold_counts
     t_step, decode = r.t_step, r.decode
-    nbr: dict[tuple, tuple] = {}  # (model, degree) -> (one degree down, one degree up)
+    nbr = r._degs
+    usable = r.usable
     any_free = any(r.free)
     # finish times below are `_Round.finish` inlined, with the same arithmetic (hot path: thousands per round)
     owner, step_end, vshape, cost = r.owner, r.step_end, r._vshape, r.cost
@@ -436,7 +439,7 @@ def _dp_plan(r: _Round, batching: bool) -> Plan:
                 slack_ref[vi] = v.deadline - now - (v.steps - v.steps_done) * t_step(v, 1) - decode(v)
                 anchor[vi] = gpus[0]
             if elastic:
-                key = (v.model, p)
+                key = (v.model, usable, p)
                 ud = nbr.get(key)
                 if ud is None:
                     degs = r.degrees(v)
