@@ -48,7 +48,7 @@ from genserve.core.events import Arrival, BatchDone, Event, Failed, StepDone, Vi
 from genserve.core.plan import Action, ActionKind, Plan
 from genserve.core.request import Modality, Request, RequestStatus
 from genserve.core.snapshot import ClusterSpec, ImageView, Snapshot, VideoView
-from genserve.engine.scope import fast_snapshot, gpu_map, lift_plan, scoped_views, sub_cluster
+from genserve.engine.scope import fast_snapshot, gpu_map, lift_plan, renumbered_views, scoped_views, sub_cluster
 from genserve.executors.base import Executor, StepSetup
 
 NEG_INF = float("-inf")
@@ -230,11 +230,16 @@ class Controller:
         self.records: dict[str, RequestRecord] = {}
         self._busy: list[float] = [NEG_INF] * n  # expected end of non-preemptible work (batch, decode)
         self._free: set[int] = set(range(n))  # GPUs with no owner
+        # per node, the bit mask of its GPUs in `_free` (kept by _release / _claim: placement reads it per arrival)
+        self._free_masks: list[int] = []
+        self._masks_of: set[int] | None = None  # the `_free` set the masks describe
+        self._idle_masks()
         self._busy_end: dict[int, float] = {}  # GPUs in non-preemptible work (batch, decode) -> expected end
         self._images: dict[str, ImageView] = {}  # queued images, arrival order
         self._videos: dict[str, VideoProgress] = {}  # live videos (queued, running, paused), arrival order
         self._views: dict[str, VideoView | None] = {}  # cached views, arrival order
         self._stale: set[str] = set()  # views to rebuild before the next snapshot
+        self._renumbered: dict[str, tuple] = {}  # two-level mode: node-scoped copies of views (engine/scope.py)
         self._batches: dict[int, _RunningBatch] = {}
         self._batch_seq = 0
         self._boundary: list[str] = []  # videos that reached a step boundary since the last flush
@@ -309,8 +314,7 @@ class Controller:
         self.live += 1
         if self.dispatcher is not None:
             node = self.dispatcher.place(request)
-            per = self.cluster.gpus_per_node
-            if not self._free.isdisjoint(range(node * per, node * per + per)):  # an idle GPU in the node
+            if self._idle_masks()[node]:  # an idle GPU in the node
                 self._mark_node(node)
             # else no round now: nothing can start there before the node's next step boundary or completion; a
             # completion brings a round, and for an image so does every boundary in the node (its multi-step
@@ -532,6 +536,7 @@ class Controller:
             profile = CorrectedProfile(profile, self.correction)
         self.profile = profile
         self._valid_shapes: set[tuple] = set()  # request shapes `validate` accepted with this profile
+        self._max_batch: dict[str, int] = {}  # image model -> the profile's largest batch (checked per plan batch)
         # video shape and degree -> the degree `_growth_block` would grow to (None: none faster), while the
         # profile's figures are fixed (not with online correction)
         self._grow_degree: dict[tuple, int | None] = {}
@@ -613,12 +618,27 @@ class Controller:
         self._touched = None
 
     def _release(self, gpus: Iterable[int]) -> None:
+        per, masks = self.cluster.gpus_per_node, self._free_masks
         for g in gpus:
             self._free.add(g)
+            masks[g // per] |= 1 << (g % per)
 
     def _claim(self, gpus: Iterable[int]) -> None:
+        per, masks = self.cluster.gpus_per_node, self._free_masks
         for g in gpus:
             self._free.discard(g)
+            masks[g // per] &= ~(1 << (g % per))
+
+    def _idle_masks(self) -> list[int]:
+        """Per node, the bit mask of its idle GPUs (bit i: its i-th GPU; read-only)."""
+        if self._masks_of is not self._free:  # first use, or the set was replaced (tests set it directly)
+            per = self.cluster.gpus_per_node
+            masks = [0] * -(-self.cluster.num_gpus // per)
+            for g in self._free:
+                masks[g // per] |= 1 << (g % per)
+            self._free_masks = masks
+            self._masks_of = self._free
+        return self._free_masks
 
     def _finish(self, req: Request, status: RequestStatus, now: float) -> None:
         req.transition(status, now)
@@ -638,6 +658,7 @@ class Controller:
         rec.sp_changes = vp.sp_changes
         del self._videos[rid]
         self._views.pop(rid, None)
+        self._renumbered.pop(rid, None)
         self._stale.discard(rid)
         self._multi.pop(rid, None)
         self._order.pop(rid, None)
@@ -734,19 +755,29 @@ class Controller:
                     self._run_step(vp, vp.gpus, now)
             self._boundary.clear()
         if self._multi and self._boundary_when_waiting:
-            scope = self._wait_scope()
-            if self.dispatcher is not None:
+            d = self.dispatcher
+            if d is not None:
                 # only nodes that started waiting since the last flush: runs issued later in a waiting node are
                 # single steps, and earlier ones there were cut already
-                scope = scope or _NO_NODES
-                new = scope - self._cut_nodes
-                self._cut_nodes = scope
-                scope = new or None
+                scope = d.image_nodes()  # (what _wait_scope says; the same object until its set of nodes changes)
+                if scope is self._cut_nodes:
+                    scope = None
+                else:
+                    new = scope - self._cut_nodes
+                    self._cut_nodes = scope
+                    scope = new or None
+            else:
+                scope = self._wait_scope()
             if scope is not None:
                 # something waits: step boundaries where it could get GPUs get rounds again, so multi-step runs
-                # there end at their next boundary
-                for vp in list(self._multi.values()):
-                    if not vp.truncated and self._in_scope(vp, scope):
+                # there end at their next boundary (in the order the runs began)
+                if scope is _ALL:
+                    cut = list(self._multi.values())
+                else:
+                    per = self.cluster.gpus_per_node
+                    cut = [vp for vp in self._multi.values() if vp.gpus[0] // per in scope]
+                for vp in cut:
+                    if not vp.truncated:
                         vp.truncated = True
                         self.executor.truncate(vp.request)
 
@@ -761,7 +792,11 @@ class Controller:
                 if rid in videos:
                     views[rid] = self._view(videos[rid])
             self._stale.clear()
-        if self._multi and self.step_rounds != "never":  # "never" policies only continue running videos
+        # videos inside a multi-step run: progress and next boundary estimated from the profile ("never" policies
+        # only continue running videos)
+        runs = self._multi if self.step_rounds != "never" else {}
+        d = self.dispatcher
+        if runs and (nodes is None or d is None):
             self._refresh_runs(now, nodes)
         busy = self._busy
         busy_end = self._busy_end  # GPUs in non-preemptible work: a passed estimate reads "ends now" (live engine)
@@ -776,20 +811,34 @@ class Controller:
                             videos=tuple(views.values()), busy_until=tuple(busy),
                             last_image_arrival=self._last_image_arrival, info=info)
         cl = self.cluster
-        gmap = gpu_map(cl.gpus_per_node, nodes)
-        busy = tuple(busy[g] if busy_end.get(g, _INF) > now else now + _EPS for g in gmap)
-        d = self.dispatcher
-        if d is not None:  # only this scope's videos, in submission order (as the whole-cluster view has them)
-            rids = [rid for n in nodes for rid in self._by_node[n]]
-            rids.extend(rid for n in nodes for rid in d.items[n] if rid in self._order)
-            rids.sort(key=self._order.__getitem__)
-            vs = [views[rid] for rid in rids]
+        per = cl.gpus_per_node
+        gmap = gpu_map(per, nodes)
+        if len(nodes) == 1:
+            busy = busy[nodes[0] * per:nodes[0] * per + per]
         else:
-            vs = views.values()
-        videos, images = scoped_views(vs, self._images.values(), cl.gpus_per_node, nodes,
-                                      d.node_of if d is not None else None)
+            busy = [busy[g] for g in gmap]
+        if busy_end and min(busy_end.values()) <= now:  # (only the live engine's estimates pass)
+            busy = [b if busy_end.get(g, _INF) > now else now + _EPS for g, b in zip(gmap, busy)]
+        busy = tuple(busy)
+        if d is not None:  # only this scope's videos, in submission order (as the whole-cluster view has them)
+            order, waiting = self._order, d.items
+            rids = [rid for n in nodes for rid in self._by_node[n]]
+            for n in nodes:
+                if waiting[n]:
+                    rids.extend([rid for rid in waiting[n] if rid in order])
+            rids.sort(key=order.__getitem__)
+            # (a run's progress goes straight into the renumbered copy, not into the cluster-wide view)
+            items = [(views[rid], run_position(runs[rid], now) if rid in runs else None) for rid in rids]
+            videos = renumbered_views(items, per, nodes, self._renumbered)
+            images = ()
+            if self._images:
+                keep = set(nodes)
+                node_of = d.node_of
+                images = tuple(im for im in self._images.values() if node_of.get(im.id) in keep)
+        else:
+            videos, images = scoped_views(views.values(), self._images.values(), per, nodes)
         info["scope"] = nodes
-        return fast_snapshot(now, sub_cluster(len(gmap), cl.gpus_per_node, cl.sp_degrees), self.profile, images,
+        return fast_snapshot(now, sub_cluster(len(gmap), per, cl.sp_degrees), self.profile, images,
                              videos, busy, self._last_image_arrival, info)
 
     def _refresh_runs(self, now: float, nodes: list[int] | None = None) -> None:
@@ -1029,7 +1078,7 @@ class Controller:
             if free.issuperset(a.gpus):
                 free.difference_update(a.gpus)
                 launches.append((vp, a.gpus))
-        max_batch_cache: dict[str, int] = {}
+        max_batch_cache = self._max_batch
         for i, b in enumerate(plan.batches):
             ids = b.request_ids
             if not ids:

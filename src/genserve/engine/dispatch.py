@@ -54,6 +54,7 @@ class NodeDispatcher:
         self.degrees = tuple(p for p in cl.usable_degrees)
         # per degree, largest first: the bit masks of its aligned blocks inside a node
         self._masks = [(p, [((1 << p) - 1) << s for s in range(0, self.per, p)]) for p in reversed(self.degrees)]
+        self._blocks: dict[int, int] = {}  # idle-GPU bit mask of a node -> its largest aligned block
         self.node_of: dict[str, int] = {}  # waiting request -> node
         self._need: dict[str, int] = {}  # waiting request -> GPUs it asks for (for placement arithmetic)
         self.items: list[dict[str, None]] = [{} for _ in range(self.num_nodes)]  # per node, in arrival order
@@ -71,7 +72,8 @@ class NodeDispatcher:
         self.need[node] += need
         if self.ctl.requests[rid].modality is Modality.IMAGE:
             self.images[node] += 1
-            self._image_nodes = None
+            if self.images[node] == 1:  # (the set of nodes changes only when a count leaves or reaches 0)
+                self._image_nodes = None
 
     def drop(self, rid: str) -> None:
         node = self.node_of.pop(rid, None)
@@ -80,40 +82,27 @@ class NodeDispatcher:
             del self.items[node][rid]
             if self.ctl.requests[rid].modality is Modality.IMAGE:
                 self.images[node] -= 1
-                self._image_nodes = None
+                if not self.images[node]:
+                    self._image_nodes = None
 
     def waiting_nodes(self) -> set[int]:
         return {n for n, it in enumerate(self.items) if it}
 
     def image_nodes(self) -> frozenset[int]:
         """Nodes where an image waits: their step boundaries are scheduling points. (Asked several times per
-        round: kept until an image count changes; read-only.)"""
+        round: the same object until a node gains its first image or loses its last; read-only.)"""
         nodes = self._image_nodes
         if nodes is None:
             nodes = self._image_nodes = frozenset(n for n, k in enumerate(self.images) if k)
         return nodes
 
     # ---- placement ---------------------------------------------------------------------------------------
-    def _free_by_node(self) -> list[list[int]]:
-        per = self.per
-        out: list[list[int]] = [[] for _ in range(self.num_nodes)]
-        for g in self.ctl._free:  # (idle GPUs carry no batch or decode)
-            out[g // per].append(g)
-        return out
-
-    def _largest_block(self, free: list[int]) -> int:
-        """The largest aligned block (a usable degree) inside one node's free GPUs."""
-        if not free:
-            return 0
-        per = self.per
-        m = 0
-        for g in free:
-            m |= 1 << (g % per)
-        for p, masks in self._masks:
-            for b in masks:
-                if m & b == b:
-                    return p
-        return 0
+    def _largest_block(self, m: int) -> int:
+        """The largest aligned block (a usable degree) inside one node's idle GPUs (bit mask `m`)."""
+        p = self._blocks.get(m)
+        if p is None:
+            p = self._blocks[m] = next((p for p, masks in self._masks for b in masks if m & b == b), 0)
+        return p
 
     def _wanted_degree(self, req: Request, now: float) -> int:
         """The smallest degree that meets the deadline from now (the largest one when none does)."""
@@ -138,20 +127,24 @@ class NodeDispatcher:
         most = [float("-inf")] * self.num_nodes
         multi = ctl._multi
         videos = ctl._videos
+        times: dict[tuple, tuple[float, float]] = {}  # video shape and degree -> (step, decode): few per cluster
         for rid in [rid for n in nodes for rid in ctl._by_node[n]]:  # running videos led in `nodes`
             vp = videos[rid]
             req = vp.request
             if req.status is not _RUNNING or vp.decoding or not vp.gpus:
                 continue
             p = len(vp.gpus)
-            ts = prof.video_step(req.model, req.width, req.height, req.frames, p)
+            key = (req.model, req.width, req.height, req.frames, p)
+            tt = times.get(key)
+            if tt is None:
+                tt = times[key] = (prof.video_step(*key), prof.video_decode(*key[:4]))
+            ts, dec = tt
             done = vp.steps_done
             if req.id in multi and vp.step_s > 0:
                 done, t = run_position(vp, now)
             else:
                 t = vp.busy_until if vp.in_flight else now
-            slack = req.deadline - (t + (req.steps - done - 1) * ts
-                                    + prof.video_decode(req.model, req.width, req.height, req.frames))
+            slack = req.deadline - (t + (req.steps - done - 1) * ts + dec)
             if slack <= 0 and p == 1:
                 continue
             n = vp.gpus[0] // per
@@ -164,21 +157,21 @@ class NodeDispatcher:
     def place(self, req: Request) -> int:
         """Give a newly waiting request a node (and return it)."""
         now = self.ctl.clock.now()
-        free = self._free_by_node()
+        masks = self.ctl._idle_masks()  # (idle GPUs carry no batch or decode)
+        room = [m.bit_count() - need for m, need in zip(masks, self.need)]
         if req.modality is Modality.IMAGE:
             want = 1
-            room = [len(f) - self.need[n] for n, f in enumerate(free)]
             fits = [n for n in range(self.num_nodes) if room[n] >= 1]
         else:
             want = self._wanted_degree(req, now)
-            blocks = [self._largest_block(f) if len(f) > self.need[n] else 0 for n, f in enumerate(free)]
+            blocks = [self._largest_block(m) if r > 0 else 0 for m, r in zip(masks, room)]
             fits = [n for n in range(self.num_nodes) if blocks[n] >= want]
             if not fits:
                 best = max(blocks)
                 fits = [n for n in range(self.num_nodes) if best and blocks[n] == best]
-            room = [len(f) - self.need[n] for n, f in enumerate(free)]
+        # (min and max return the first best: with candidates in node order, ties go to the lowest node)
         if fits:
-            node = min(fits, key=lambda n: (room[n], n))
+            node = min(fits, key=room.__getitem__)
         else:  # no room: where a running video can give GPUs away soonest (images) / has the most slack (videos)
             low = min(self.need)  # (only the nodes whose waiting work needs the fewest GPUs are candidates)
             cands = [n for n in range(self.num_nodes) if self.need[n] == low]
@@ -187,9 +180,9 @@ class NodeDispatcher:
             else:
                 first, most = self._yield_times(cands)
                 if req.modality is Modality.IMAGE:
-                    node = min(cands, key=lambda n: (first[n], n))
+                    node = min(cands, key=first.__getitem__)
                 else:
-                    node = min(cands, key=lambda n: (-most[n], n))
+                    node = max(cands, key=most.__getitem__)
         self.assign(req.id, node, want)
         return node
 
@@ -215,12 +208,11 @@ class NodeDispatcher:
         """Before a round: each of `nodes` with idle GPUs takes the most urgent waiting requests of the cluster
         (its own and those of nodes without an idle GPU) up to what its idle GPUs hold. Returns the nodes that
         gave work away."""
-        idle, per = self.ctl._free, self.per
-        takers = [m for m in nodes if not idle.isdisjoint(range(m * per, m * per + per))]
+        masks = self.ctl._idle_masks()
+        takers = [m for m in nodes if masks[m]]
         if not takers or not self.node_of:
             return []
-        free = self._free_by_node()
-        donors = [n for n in range(self.num_nodes) if self.items[n] and not free[n]]
+        donors = [n for n in range(self.num_nodes) if self.items[n] and not masks[n]]
         if not donors:
             return []
         now = self.ctl.clock.now()
@@ -230,7 +222,7 @@ class NodeDispatcher:
         for m in takers:
             ranked = sorted([(prio(rid, now), rid, m) for rid in self.items[m]]
                             + [(k, rid, n) for rid, (k, n) in pool.items()])
-            room = len(free[m])
+            room = masks[m].bit_count()
             for _, rid, n in ranked:
                 if room <= 0:
                     break

@@ -67,6 +67,28 @@ def scoped_parts(views, images, busy, per: int, nodes: list[int], assigned: dict
     return videos, images, tuple(busy[g] for g in gmap), gmap
 
 
+def renumbered_views(items, per: int, nodes: list[int], cache: dict[str, tuple]) -> tuple[VideoView, ...]:
+    """The views of `items` ((view, progress) of videos in `nodes` (sorted)), GPUs renumbered as `scoped_views`
+    does; progress, when not None, is (steps_done, busy_until) to put in the copy (a video inside a multi-step
+    run). `cache` (video id -> (view, numbering, copy, progress), owned by the caller) keeps each copy while its
+    view object, the node set's numbering and the progress stay the same: a view changes only at its video's
+    events (and its progress at step boundaries), so most copies are reused from round to round."""
+    _, local, _, groups = _maps(per, tuple(nodes))
+    out = []
+    for v, pos in items:
+        hit = cache.get(v.id)
+        if hit is not None and hit[0] is v and hit[1] is local and hit[3] == pos:  # (it holds v: no id reuse)
+            out.append(hit[2])
+            continue
+        new = _moved(v, local, groups)
+        if pos is not None:
+            d = new.__dict__
+            d["steps_done"], d["busy_until"] = pos
+        cache[v.id] = (v, local, new, pos)
+        out.append(new)
+    return tuple(out)
+
+
 def scoped_views(views, images, per: int, nodes: list[int], assigned: dict[str, int] | None = None):
     """The videos and images of `nodes` (sorted), GPUs renumbered 0.. in node order (see `scoped_parts`)."""
     _, local, keep, groups = _maps(per, tuple(nodes))
@@ -106,29 +128,45 @@ def sub_snapshot(snap: Snapshot, nodes: list[int], assigned: dict[str, int] | No
     return sub, gmap
 
 
-_LIFTED: dict[tuple, dict[Action, Action]] = {}  # per GPU map: action -> the same action on cluster GPU ids
+_LIFTED: dict[int, tuple] = {}  # per GPU map (by identity): (the map, action -> lifted action, id(action) -> both)
 
 
 def lift_plan(plan: Plan, gmap: list[int]) -> Plan:
-    """A plan on a sub-snapshot, with GPU ids mapped back to the cluster."""
-    key = tuple(gmap)
-    lifted = _LIFTED.get(key)
-    if lifted is None:
-        if len(_LIFTED) > 4096:
+    """A plan on a sub-snapshot, with GPU ids mapped back to the cluster. (`gmap` is cached by identity, as
+    `gpu_map` shares it: do not modify it.)"""
+    entry = _LIFTED.get(id(gmap))
+    if entry is None or entry[0] is not gmap:  # (the entry holds its map: the id is not reused while cached)
+        if len(_LIFTED) > 1024:
             _LIFTED.clear()
-        lifted = _LIFTED[key] = {}
-    out = Plan(wake_at=plan.wake_at)
-    actions = out.actions
+        entry = _LIFTED[id(gmap)] = (gmap, {}, {})
+    _, lifted, by_id = entry
+    actions = {}
     for rid, a in plan.actions.items():
         if a.gpus:
-            m = lifted.get(a)
-            if m is None:
-                m = lifted[a] = Action(a.kind, tuple(gmap[g] for g in a.gpus), a.batch)
-            a = m
+            # policies reuse their Action objects round after round: look them up by identity first (hashing an
+            # Action runs Python code); the pair holds the action, so its id is not reused while cached
+            hit = by_id.get(id(a))
+            if hit is not None and hit[0] is a:
+                a = hit[1]
+            else:
+                m = lifted.get(a)
+                if m is None:
+                    m = lifted[a] = Action(a.kind, tuple(gmap[g] for g in a.gpus), a.batch)
+                if len(by_id) > 4096:  # (a policy that builds new actions every round)
+                    by_id.clear()
+                by_id[id(a)] = (a, m)
+                a = m
         actions[rid] = a
-    if plan.batches:
-        out.batches = [ImageBatch(b.request_ids, gmap[b.gpu]) for b in plan.batches]
+    batches = [_image_batch(b.request_ids, gmap[b.gpu]) for b in plan.batches] if plan.batches else []
+    out = object.__new__(Plan)  # (the dataclass's __init__ with its default factories costs more than the rest)
+    out.__dict__.update(actions=actions, batches=batches, wake_at=plan.wake_at)
     return out
+
+
+def _image_batch(request_ids: tuple[str, ...], gpu: int) -> ImageBatch:
+    b = object.__new__(ImageBatch)  # the frozen dataclass's __init__ without its per-field setattr
+    b.__dict__.update(request_ids=request_ids, gpu=gpu)
+    return b
 
 
 def fast_snapshot(now: float, cluster: ClusterSpec, profile, images: tuple, videos: tuple, busy: tuple,
