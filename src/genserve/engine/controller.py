@@ -56,6 +56,7 @@ _INF = float("inf")
 _EPS = 1e-9
 _ALL = "all"
 _NO_NODES: frozenset[int] = frozenset()
+_UNKNOWN = object()
 STEP_ROUNDS = ("always", "events_or_waiting", "events", "when_waiting", "never")
 
 _RUNNING = RequestStatus.RUNNING
@@ -570,8 +571,11 @@ class Controller:
             vp = videos[rid]
             if not vp.decoding:
                 b = self._growth_block(vp.request, vp.gpus)
-                if b is not None and any(b[0] <= g <= b[-1] for g in gpus):
-                    return True
+                if b is not None:
+                    lo, hi = b
+                    for g in gpus:
+                        if lo <= g <= hi:
+                            return True
         return False
 
     def _growth_block(self, req: Request, gpus: tuple[int, ...]) -> tuple[int, int] | None:
@@ -581,16 +585,23 @@ class Controller:
         waiting in the node it practically never does.)"""
         p = len(gpus)
         key = (req.model, req.width, req.height, req.frames, p)
-        cache = self._grow_degree
-        if key in cache:
-            q = cache[key]
-        else:
+        q = self._grow_degree.get(key, _UNKNOWN)
+        if q is _UNKNOWN:
             q = self._next_faster_degree(req, p)
             if self.correction is None:  # (corrected step times change as measurements come in)
-                cache[key] = q
+                self._grow_degree[key] = q
         if q is None:
             return None
-        start = gpus[0] - gpus[0] % q
+        first = gpus[0]
+        start = first - first % q
+        per = self.cluster.gpus_per_node
+        if gpus[-1] - first == p - 1:  # a valid group: GPUs first..first+p-1 (q, a usable degree, fits a node)
+            # (bit masks of the node's GPUs: the block must lie inside its idle GPUs and the video's own)
+            masks = self._free_masks if self._masks_of is self._free else self._idle_masks()
+            block = ((1 << q) - 1) << (start % per)
+            if block & ~(masks[start // per] | ((1 << p) - 1) << (first % per)):
+                return None
+            return start, start + q - 1
         free = self._free
         for g in range(start, start + q):
             if g not in free and g not in gpus:
@@ -1243,13 +1254,29 @@ class Controller:
 
     def _apply_growth(self, now: float) -> None:
         """Two-level mode, no round due: videos whose last plan scaled them up while mid-step do it now."""
-        plan = Plan()
+        grow: dict[str, tuple[int, ...]] = {}
         for vp in self._grow_due:
             if vp.grow_to is not None and vp.request.id in self._boundary and not vp.in_flight:
-                plan.actions[vp.request.id] = Action(_RECONFIGURE, vp.grow_to)
+                grow[vp.request.id] = vp.grow_to
             vp.grow_to = None
-        if plan.actions:
-            self._apply(plan, now)
+        if not grow:
+            return
+        if len(grow) == 1 and len(self._boundary) == 1:
+            # the usual case, one video at its boundary and it grows: what `_apply` does with that one move,
+            # without building a plan (it moves when the target holds only idle GPUs and its own, else stays)
+            rid, target = next(iter(grow.items()))
+            vp = self._videos.get(rid)
+            if (vp is not None and vp.request.status is _RUNNING and not vp.decoding
+                    and self.cluster.is_valid_group(target)):
+                if set(target).difference(vp.gpus, self._free):
+                    target = vp.gpus
+                self._run_step(vp, target, now)
+                self._boundary.clear()
+                return
+        plan = Plan()
+        for rid, target in grow.items():
+            plan.actions[rid] = Action(_RECONFIGURE, target)
+        self._apply(plan, now)
 
     def _start_batch(self, ids: tuple[str, ...], gpu: int, now: float) -> None:
         reqs = []

@@ -128,7 +128,7 @@ def sub_snapshot(snap: Snapshot, nodes: list[int], assigned: dict[str, int] | No
     return sub, gmap
 
 
-_LIFTED: dict[int, tuple] = {}  # per GPU map (by identity): (the map, action -> lifted action, id(action) -> both)
+_LIFTED: dict[int, tuple] = {}  # per GPU map (by identity): (the map, action fields -> lifted, id(action) -> both)
 
 
 def lift_plan(plan: Plan, gmap: list[int]) -> Plan:
@@ -149,9 +149,10 @@ def lift_plan(plan: Plan, gmap: list[int]) -> Plan:
             if hit is not None and hit[0] is a:
                 a = hit[1]
             else:
-                m = lifted.get(a)
+                key = (a.kind, a.gpus, a.batch)  # (hashed in C, unlike the dataclass's __hash__)
+                m = lifted.get(key)
                 if m is None:
-                    m = lifted[a] = Action(a.kind, tuple(gmap[g] for g in a.gpus), a.batch)
+                    m = lifted[key] = Action(a.kind, tuple(gmap[g] for g in a.gpus), a.batch)
                 if len(by_id) > 4096:  # (a policy that builds new actions every round)
                     by_id.clear()
                 by_id[id(a)] = (a, m)
