@@ -139,3 +139,15 @@ def test_a_partial_last_node_is_indexed():
         res = run_simulation(reqs, policy, 12, PAPER, strict=True, log=True)
         assert res.summary()["finished"] == len(reqs)
         assert any(iv.kind == "step" and iv.gpu >= 8 for iv in res.log)  # a video ran in the partial node
+
+
+def test_submission_numbers_never_repeat_after_videos_leave():
+    # node snapshots sort their videos by these numbers (submission order); numbering by len() reused a number once
+    # a video had left, so a later video could tie with an earlier one and be listed before it
+    ctl = _controller()
+    ctl._free = set()
+    for rid in ("v1", "v2"):
+        ctl.submit(_video(rid))
+    assert ctl.cancel("v1")
+    ctl.submit(_video("v3"))
+    assert ctl._order["v2"] < ctl._order["v3"]

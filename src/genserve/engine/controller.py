@@ -251,6 +251,7 @@ class Controller:
         self._run_node: dict[str, int] = {}
         self._by_node: list[dict[str, None]] = [{} for _ in range(-(-n // cluster.gpus_per_node))]
         self._order: dict[str, int] = {}
+        self._submitted = 0  # videos submitted so far: their `_order` numbers
         self._queued_videos = 0
         self._paused = 0
         self._paused_homes: dict[str, int] = {}  # paused video -> the GPU holding its state
@@ -311,7 +312,8 @@ class Controller:
             self._views[rid] = None
             self._stale.add(rid)
             self._queued_videos += 1
-            self._order[rid] = len(self._order)
+            self._order[rid] = self._submitted  # (not len(_order): entries leave it, numbers must not repeat)
+            self._submitted += 1
         self.live += 1
         if self.dispatcher is not None:
             node = self.dispatcher.place(request)
