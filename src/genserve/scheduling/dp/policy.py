@@ -446,18 +446,18 @@ def _dp_plan(r: _Round, batching: bool) -> Plan:
                     lower = [q for q in degs if q < p]
                     higher = [q for q in degs if q > p]
                     ud = nbr[key] = (lower[-1] if lower else 0, higher[0] if higher else 0)
-                for q, up in ((ud[0], False), (ud[1], True)):
-                    if not q:
+                for q in ud:  # one degree down, then one up (0: none)
+                    if not q or q not in around:
                         continue
-                    if up:
-                        lo = min(gpus)
-                        b = around[q][lo] if q in around else None
-                        if not (b and b[0] <= lo and max(gpus) <= b[-1] and eligible(b)):
+                    if q > p:
+                        lo, hi = (gpus[0], gpus[-1]) if on_valid else (min(gpus), max(gpus))
+                        b = around[q][lo]
+                        if not (b and b[0] <= lo and hi <= b[-1] and eligible(b)):
                             continue
                         if tun.gate_scale_up and r.image_active and not slack_ref[vi] < 0:
                             continue
                     else:
-                        b = around[q][gpus[0]] if q in around else None
+                        b = around[q][gpus[0]]
                         if not b:
                             continue
                     t = t0 if t0 >= now else now  # others on the block first finish their step
