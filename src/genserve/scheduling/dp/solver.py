@@ -88,7 +88,7 @@ class VideoOptions(NamedTuple):
 @dataclass
 class Solution:
     best: dict[int, float]  # k GPUs for videos -> best total video value (holds included)
-    _pick: object  # backtracking closure
+    _pick: object  # k -> the choice (a closure over the solve)
 
     def choose(self, k: int) -> dict[int, int]:
         """video index -> candidate index for the best solution using k GPUs (videos not listed hold)."""
