@@ -74,3 +74,25 @@ def test_attributes():
     from genserve.scheduling.registry import make_policy
 
     assert isinstance(make_policy("genserve"), GenServePolicy)
+
+
+def test_inlined_finish_times_equal_round_finish(monkeypatch):
+    # the candidate loops compute finish times inline (the hot path); with the check on, every candidate's finish
+    # time is compared with _Round.finish, exactly, on random snapshots and on a simulated run's rounds
+    import genserve.scheduling.dp.policy as policy_mod
+    from genserve.profiles import Profile
+    from genserve.sim import run_simulation
+    from genserve.workloads import WorkloadSpec, generate_trace, to_requests
+
+    monkeypatch.setattr(policy_mod, "_CHECK_FINISH", True)
+    for seed in range(200):
+        GenServePolicy().plan(random_snapshot(seed))
+    prof = Profile.load("paper")
+    reqs = to_requests(generate_trace(WorkloadSpec(requests=150, rate=48, mix="heavy", seed=3), prof), prof, 1.0)
+    res = run_simulation(reqs, "genserve", 16, prof)
+    assert res.preemptions > 0 and res.sp_changes > 0  # pauses, resumes and moves were all planned
+    # the check is live: a finish time off by a second is caught
+    real = policy_mod._Round.finish
+    monkeypatch.setattr(policy_mod._Round, "finish", lambda self, vi, block: real(self, vi, block) + 1.0)
+    with pytest.raises(AssertionError, match="finish on"):
+        GenServePolicy().plan(random_snapshot(0))

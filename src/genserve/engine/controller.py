@@ -273,16 +273,18 @@ class Controller:
             raise ValidationError(f"duplicate request id {request.id!r}")
         if request.status is not _QUEUED:
             raise ValidationError(f"request {request.id!r} must be queued on submission, is {request.status.value}")
-        # the profile checks depend only on the request's shape: each shape is checked once per profile
+        # the profile checks depend only on the request's shape: each shape is checked once per profile. (The live
+        # engine validates from the caller's thread while `set_profile` may swap the profile: the pair is read in
+        # one go, so a shape checked against one profile is never recorded as valid for another.)
+        prof, shapes = self._valid_shapes
         shape = (request.modality, request.model, request.width, request.height, request.frames, request.steps)
-        if shape not in self._valid_shapes:
-            self._check_shape(request)
-            self._valid_shapes.add(shape)
+        if shape not in shapes:
+            self._check_shape(request, prof)
+            shapes.add(shape)
         if not math.isfinite(request.deadline):
             raise ValidationError(f"request {request.id!r}: deadline must be finite")
 
-    def _check_shape(self, request: Request) -> None:
-        prof = self.profile
+    def _check_shape(self, request: Request, prof) -> None:
         if request.modality is Modality.IMAGE:
             if request.model not in prof.doc.image_models:
                 raise ProfileError(f"request {request.id!r}: unknown image model {request.model!r}; "
@@ -538,7 +540,8 @@ class Controller:
 
             profile = CorrectedProfile(profile, self.correction)
         self.profile = profile
-        self._valid_shapes: set[tuple] = set()  # request shapes `validate` accepted with this profile
+        # (profile, the request shapes `validate` accepted with it), replaced as one
+        self._valid_shapes: tuple = (profile, set())
         self._max_batch: dict[str, int] = {}  # image model -> the profile's largest batch (checked per plan batch)
         # video shape and degree -> the degree `_growth_block` would grow to (None: none faster), while the
         # profile's figures are fixed (not with online correction)
@@ -643,7 +646,7 @@ class Controller:
             masks[g // per] &= ~(1 << (g % per))
 
     def _idle_masks(self) -> list[int]:
-        """Per node, the bit mask of its idle GPUs (bit i: its i-th GPU; read-only)."""
+        """Per node, the bit mask of its idle GPUs (bit i: its i-th GPU). Only `_release` / `_claim` may change it."""
         if self._masks_of is not self._free:  # first use, or the set was replaced (tests set it directly)
             per = self.cluster.gpus_per_node
             masks = [0] * -(-self.cluster.num_gpus // per)

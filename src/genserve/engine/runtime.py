@@ -239,7 +239,7 @@ class Engine:
         with self._lock:
             if request.id in self._live or request.id in self._last:
                 raise ValidationError(f"duplicate request id {request.id!r}")
-        self.ctl.validate(request)  # read-only checks; safe from this thread
+        self.ctl.validate(request)  # checks (it only records shapes found valid); safe from this thread
         with self._lock:
             self._live[request.id] = _Tracked(request, on_update)
             self._last[request.id] = RequestUpdate(request.id, RequestStatus.QUEUED, 0, request.steps)

@@ -31,6 +31,10 @@ _RUNNING_S = RequestStatus.RUNNING
 _PAUSED_S = RequestStatus.PAUSED
 
 
+# tests set this: every candidate's finish time, computed inline in the candidate loops, is checked against
+# `_Round.finish`
+_CHECK_FINISH = False
+
 # VideoOptions built at C speed (the named tuple's own __new__ is a Python call; one per video per round)
 _video_options = partial(tuple.__new__, VideoOptions)
 
@@ -160,12 +164,12 @@ class _Round:
         return b + k * dur
 
     # ---- video timing --------------------------------------------------------------------------------
-    def degrees(self, v: VideoView) -> list[int]:
+    def degrees(self, v: VideoView) -> tuple[int, ...]:
         key = (v.model, self.usable)
         d = self._degs.get(key)
         if d is None:
             prof = set(self.profile.degrees(v.model))
-            d = self._degs[key] = [p for p in self.usable if p in prof]
+            d = self._degs[key] = tuple(p for p in self.usable if p in prof)  # (shared across rounds)
         return d
 
     def t_step(self, v: VideoView, p: int) -> float:
@@ -366,6 +370,8 @@ def _dp_plan(r: _Round, batching: bool) -> Plan:
     lost_score = tun.lost_video_score
     age_after = tun.age_after if opt.tail_guard else None
 
+    check_finish = _CHECK_FINISH
+
     def add(vi: int, v: VideoView, kind: ActionKind, block: tuple[int, ...], f: float) -> None:
         """Candidate (kind, block) of video vi, finishing at f (`_Round.finish`), valued (recoverable, score).
 
@@ -374,6 +380,8 @@ def _dp_plan(r: _Round, batching: bool) -> Plan:
         per-video term `victim_weight`/(1+slack) (0 by default: it made things worse). A candidate that misses
         the deadline scores `lost_video_score`/(1+|laxity|) and counts zero, unless the tail guard's ageing
         (`age_after` x its SLO past its deadline) makes it count again, so feasible work cannot starve it."""
+        if check_finish and f != r.finish(vi, block):  # (tests: the inlined arithmetic is `finish`'s)
+            raise AssertionError(f"video {v.id}: finish on {block} is {r.finish(vi, block)}, the loop said {f}")
         lax = v.deadline - f
         if lax >= 0:
             c = 1
