@@ -42,6 +42,12 @@ def _controller(gpus=16, policy=None):
     return Controller(policy or GenServePolicy(), cl, PAPER, ex, clock)
 
 
+def _set_idle(ctl, gpus):
+    """Make exactly `gpus` idle, through the controller's own bookkeeping (the set and the per-node masks)."""
+    ctl._claim(set(ctl._free))
+    ctl._release(gpus)
+
+
 def test_dispatch_only_on_several_whole_nodes_and_for_policies_that_opt_in():
     from genserve.scheduling.baselines import SRTF
 
@@ -64,15 +70,15 @@ def _video(rid, t=0.0, deadline=1000.0):
 def test_placement_follows_idle_gpus_best_fit():
     ctl = _controller()
     d = ctl.dispatcher
-    ctl._free = {3, 9, 10}  # node 0: one idle GPU; node 1: two
+    _set_idle(ctl, {3, 9, 10})  # node 0: one idle GPU; node 1: two
     ctl.submit(_image("a"))
     assert d.node_of["a"] == 0  # best fit: the node with the fewest idle GPUs that has room
     ctl.submit(_image("b"))
     assert d.node_of["b"] == 1  # node 0's idle GPU is promised to "a"
-    ctl._free = {4, 5, 12}  # node 1's idle GPU is promised to "b": only node 0 has room beyond its waiting work
+    _set_idle(ctl, {4, 5, 12})  # node 1's idle GPU is promised to "b": only node 0 has room beyond its waiting work
     ctl.submit(_video("v", deadline=1e6))
     assert d.node_of["v"] == 0
-    ctl._free = set()
+    _set_idle(ctl, set())
     before = list(d.need)
     ctl.submit(_image("c"))  # no room anywhere: the node whose waiting work asks for the fewest GPUs
     assert before[d.node_of["c"]] == min(before) and before[0] != before[1]
@@ -86,12 +92,12 @@ def test_placement_follows_idle_gpus_best_fit():
 def test_rebalance_moves_urgent_work_to_idle_gpus():
     ctl = _controller()
     d = ctl.dispatcher
-    ctl._free = set()
+    _set_idle(ctl, set())
     for rid, dl in (("late", 9.0), ("soon", 3.0)):
         ctl.submit(_image(rid, deadline=dl))
     d.assign("late", 0, 1)
     d.assign("soon", 0, 1)
-    ctl._free = {12}  # node 1 gets one idle GPU; node 0 has none
+    _set_idle(ctl, {12})  # node 1 gets one idle GPU; node 0 has none
     assert d.rebalance([1]) == [0]
     assert d.node_of["soon"] == 1 and d.node_of["late"] == 0  # the earliest deadline moves
     assert d.rebalance([0]) == []  # node 0 has no idle GPU: it takes nothing
@@ -145,7 +151,7 @@ def test_submission_numbers_never_repeat_after_videos_leave():
     # node snapshots sort their videos by these numbers (submission order); numbering by len() reused a number once
     # a video had left, so a later video could tie with an earlier one and be listed before it
     ctl = _controller()
-    ctl._free = set()
+    _set_idle(ctl, set())
     for rid in ("v1", "v2"):
         ctl.submit(_video(rid))
     assert ctl.cancel("v1")

@@ -48,7 +48,8 @@ from genserve.core.events import Arrival, BatchDone, Event, Failed, StepDone, Vi
 from genserve.core.plan import Action, ActionKind, Plan
 from genserve.core.request import Modality, Request, RequestStatus
 from genserve.core.snapshot import ClusterSpec, ImageView, Snapshot, VideoView
-from genserve.engine.scope import fast_snapshot, gpu_map, lift_plan, renumbered_views, scoped_views, sub_cluster
+from genserve.engine.scope import (assigned_images, fast_snapshot, gpu_map, lift_plan, renumbered_views,
+                                   scoped_views, sub_cluster)
 from genserve.executors.base import Executor, StepSetup
 
 NEG_INF = float("-inf")
@@ -231,10 +232,10 @@ class Controller:
         self.records: dict[str, RequestRecord] = {}
         self._busy: list[float] = [NEG_INF] * n  # expected end of non-preemptible work (batch, decode)
         self._free: set[int] = set(range(n))  # GPUs with no owner
-        # per node, the bit mask of its GPUs in `_free` (kept by _release / _claim: placement reads it per arrival)
-        self._free_masks: list[int] = []
-        self._masks_of: set[int] | None = None  # the `_free` set the masks describe
-        self._idle_masks()
+        # per node, the bit mask of its GPUs in `_free` (bit i: its i-th GPU; kept by _release / _claim, read by
+        # placement and growth checks)
+        per = cluster.gpus_per_node
+        self._free_masks: list[int] = [(1 << min(per, n - s)) - 1 for s in range(0, n, per)]
         self._busy_end: dict[int, float] = {}  # GPUs in non-preemptible work (batch, decode) -> expected end
         self._images: dict[str, ImageView] = {}  # queued images, arrival order
         self._videos: dict[str, VideoProgress] = {}  # live videos (queued, running, paused), arrival order
@@ -319,7 +320,7 @@ class Controller:
         self.live += 1
         if self.dispatcher is not None:
             node = self.dispatcher.place(request)
-            if self._idle_masks()[node]:  # an idle GPU in the node
+            if self._free_masks[node]:  # an idle GPU in the node
                 self._mark_node(node)
             # else no round now: nothing can start there before the node's next step boundary or completion; a
             # completion brings a round, and for an image so does every boundary in the node (its multi-step
@@ -597,20 +598,14 @@ class Controller:
                 self._grow_degree[key] = q
         if q is None:
             return None
-        first = gpus[0]
-        start = first - first % q
         per = self.cluster.gpus_per_node
-        if gpus[-1] - first == p - 1:  # a valid group: GPUs first..first+p-1 (q, a usable degree, fits a node)
-            # (bit masks of the node's GPUs: the block must lie inside its idle GPUs and the video's own)
-            masks = self._free_masks if self._masks_of is self._free else self._idle_masks()
-            block = ((1 << q) - 1) << (start % per)
-            if block & ~(masks[start // per] | ((1 << p) - 1) << (first % per)):
-                return None
-            return start, start + q - 1
-        free = self._free
-        for g in range(start, start + q):
-            if g not in free and g not in gpus:
-                return None
+        start = gpus[0] - gpus[0] % q
+        own = 0
+        for g in gpus:
+            own |= 1 << (g % per)
+        block = ((1 << q) - 1) << (start % per)  # (bit masks of the node's GPUs; an aligned block fits a node)
+        if block & ~(self._free_masks[start // per] | own):
+            return None
         return start, start + q - 1
 
     def _next_faster_degree(self, req: Request, p: int) -> int | None:
@@ -644,17 +639,6 @@ class Controller:
         for g in gpus:
             self._free.discard(g)
             masks[g // per] &= ~(1 << (g % per))
-
-    def _idle_masks(self) -> list[int]:
-        """Per node, the bit mask of its idle GPUs (bit i: its i-th GPU). Only `_release` / `_claim` may change it."""
-        if self._masks_of is not self._free:  # first use, or the set was replaced (tests set it directly)
-            per = self.cluster.gpus_per_node
-            masks = [0] * -(-self.cluster.num_gpus // per)
-            for g in self._free:
-                masks[g // per] |= 1 << (g % per)
-            self._free_masks = masks
-            self._masks_of = self._free
-        return self._free_masks
 
     def _finish(self, req: Request, status: RequestStatus, now: float) -> None:
         req.transition(status, now)
@@ -846,11 +830,7 @@ class Controller:
             # (a run's progress goes straight into the renumbered copy, not into the cluster-wide view)
             items = [(views[rid], run_position(runs[rid], now) if rid in runs else None) for rid in rids]
             videos = renumbered_views(items, per, nodes, self._renumbered)
-            images = ()
-            if self._images:
-                keep = set(nodes)
-                node_of = d.node_of
-                images = tuple(im for im in self._images.values() if node_of.get(im.id) in keep)
+            images = assigned_images(self._images.values(), per, nodes, d.node_of) if self._images else ()
         else:
             videos, images = scoped_views(views.values(), self._images.values(), per, nodes)
         info["scope"] = nodes
@@ -1259,29 +1239,13 @@ class Controller:
 
     def _apply_growth(self, now: float) -> None:
         """Two-level mode, no round due: videos whose last plan scaled them up while mid-step do it now."""
-        grow: dict[str, tuple[int, ...]] = {}
+        plan = Plan()
         for vp in self._grow_due:
             if vp.grow_to is not None and vp.request.id in self._boundary and not vp.in_flight:
-                grow[vp.request.id] = vp.grow_to
+                plan.actions[vp.request.id] = Action(_RECONFIGURE, vp.grow_to)
             vp.grow_to = None
-        if not grow:
-            return
-        if len(grow) == 1 and len(self._boundary) == 1:
-            # the usual case, one video at its boundary and it grows: what `_apply` does with that one move,
-            # without building a plan (it moves when the target holds only idle GPUs and its own, else stays)
-            rid, target = next(iter(grow.items()))
-            vp = self._videos.get(rid)
-            if (vp is not None and vp.request.status is _RUNNING and not vp.decoding
-                    and self.cluster.is_valid_group(target)):
-                if set(target).difference(vp.gpus, self._free):
-                    target = vp.gpus
-                self._run_step(vp, target, now)
-                self._boundary.clear()
-                return
-        plan = Plan()
-        for rid, target in grow.items():
-            plan.actions[rid] = Action(_RECONFIGURE, target)
-        self._apply(plan, now)
+        if plan.actions:
+            self._apply(plan, now)
 
     def _start_batch(self, ids: tuple[str, ...], gpu: int, now: float) -> None:
         reqs = []

@@ -157,7 +157,7 @@ class NodeDispatcher:
     def place(self, req: Request) -> int:
         """Give a newly waiting request a node (and return it)."""
         now = self.ctl.clock.now()
-        masks = self.ctl._idle_masks()  # (idle GPUs carry no batch or decode)
+        masks = self.ctl._free_masks  # (idle GPUs carry no batch or decode)
         room = [m.bit_count() - need for m, need in zip(masks, self.need)]
         if req.modality is Modality.IMAGE:
             want = 1
@@ -208,7 +208,7 @@ class NodeDispatcher:
         """Before a round: each of `nodes` with idle GPUs takes the most urgent waiting requests of the cluster
         (its own and those of nodes without an idle GPU) up to what its idle GPUs hold. Returns the nodes that
         gave work away."""
-        masks = self.ctl._idle_masks()
+        masks = self.ctl._free_masks
         takers = [m for m in nodes if masks[m]]
         if not takers or not self.node_of:
             return []

@@ -59,14 +59,6 @@ def gpu_map(per: int, nodes) -> list[int]:
     return _maps(per, tuple(nodes))[0]
 
 
-def scoped_parts(views, images, busy, per: int, nodes: list[int], assigned: dict[str, int] | None = None):
-    """The videos, images and busy times of `nodes` (sorted), GPUs renumbered 0.. in node order, and the map
-    local -> global (see `sub_snapshot`)."""
-    gmap = gpu_map(per, nodes)
-    videos, images = scoped_views(views, images, per, nodes, assigned)
-    return videos, images, tuple(busy[g] for g in gmap), gmap
-
-
 def renumbered_views(items, per: int, nodes: list[int], cache: dict[str, tuple]) -> tuple[VideoView, ...]:
     """The views of `items` ((view, progress) of videos in `nodes` (sorted)), GPUs renumbered as `scoped_views`
     does; progress, when not None, is (steps_done, busy_until) to put in the copy (a video inside a multi-step
@@ -90,7 +82,7 @@ def renumbered_views(items, per: int, nodes: list[int], cache: dict[str, tuple])
 
 
 def scoped_views(views, images, per: int, nodes: list[int], assigned: dict[str, int] | None = None):
-    """The videos and images of `nodes` (sorted), GPUs renumbered 0.. in node order (see `scoped_parts`)."""
+    """The videos and images of `nodes` (sorted), GPUs renumbered 0.. in node order (see `sub_snapshot`)."""
     _, local, keep, groups = _maps(per, tuple(nodes))
     out = []
     for v in views:
@@ -104,11 +96,15 @@ def scoped_views(views, images, per: int, nodes: list[int], assigned: dict[str, 
             continue
         if node in keep:
             out.append(_moved(v, local, groups))
-    if assigned is not None:
-        images = tuple(im for im in images if assigned.get(im.id) in keep)
-    else:
-        images = tuple(images)
-    return tuple(out), images
+    return tuple(out), assigned_images(images, per, nodes, assigned)
+
+
+def assigned_images(images, per: int, nodes: list[int], assigned: dict[str, int] | None) -> tuple:
+    """The queued images assigned to `nodes` (every image without `assigned`: they may go anywhere)."""
+    if assigned is None:
+        return tuple(images)
+    keep = _maps(per, tuple(nodes))[2]
+    return tuple(im for im in images if assigned.get(im.id) in keep)
 
 
 def sub_snapshot(snap: Snapshot, nodes: list[int], assigned: dict[str, int] | None = None
@@ -120,15 +116,16 @@ def sub_snapshot(snap: Snapshot, nodes: list[int], assigned: dict[str, int] | No
     node, engine/dispatch.py), the queued and paused requests assigned to those nodes, a paused one homed
     elsewhere without a home GPU (it resumes on GPUs of these nodes)."""
     cl = snap.cluster
-    videos, images, busy, gmap = scoped_parts(snap.videos, snap.images, snap.busy_until, cl.gpus_per_node, nodes,
-                                              assigned)
+    gmap = gpu_map(cl.gpus_per_node, nodes)
+    videos, images = scoped_views(snap.videos, snap.images, cl.gpus_per_node, nodes, assigned)
+    busy = tuple(snap.busy_until[g] for g in gmap)
     sub = Snapshot(now=snap.now, cluster=sub_cluster(len(gmap), cl.gpus_per_node, cl.sp_degrees),
                    profile=snap.profile, images=images, videos=videos, busy_until=busy,
                    last_image_arrival=snap.last_image_arrival, info={**snap.info, "scope": list(nodes)})
     return sub, gmap
 
 
-_LIFTED: dict[int, tuple] = {}  # per GPU map (by identity): (the map, action fields -> lifted, id(action) -> both)
+_LIFTED: dict[int, tuple] = {}  # per GPU map (by identity): (the map, id(action) -> (action, lifted action))
 
 
 def lift_plan(plan: Plan, gmap: list[int]) -> Plan:
@@ -138,24 +135,21 @@ def lift_plan(plan: Plan, gmap: list[int]) -> Plan:
     if entry is None or entry[0] is not gmap:  # (the entry holds its map: the id is not reused while cached)
         if len(_LIFTED) > 1024:
             _LIFTED.clear()
-        entry = _LIFTED[id(gmap)] = (gmap, {}, {})
-    _, lifted, by_id = entry
+        entry = _LIFTED[id(gmap)] = (gmap, {})
+    lifted = entry[1]
     actions = {}
     for rid, a in plan.actions.items():
         if a.gpus:
-            # policies reuse their Action objects round after round: look them up by identity first (hashing an
-            # Action runs Python code); the pair holds the action, so its id is not reused while cached
-            hit = by_id.get(id(a))
+            # policies reuse their Action objects round after round: the lifted one is found by identity (hashing
+            # an Action runs Python code); the pair holds the action, so its id is not reused while cached
+            hit = lifted.get(id(a))
             if hit is not None and hit[0] is a:
                 a = hit[1]
             else:
-                key = (a.kind, a.gpus, a.batch)  # (hashed in C, unlike the dataclass's __hash__)
-                m = lifted.get(key)
-                if m is None:
-                    m = lifted[key] = Action(a.kind, tuple(gmap[g] for g in a.gpus), a.batch)
-                if len(by_id) > 4096:  # (a policy that builds new actions every round)
-                    by_id.clear()
-                by_id[id(a)] = (a, m)
+                if len(lifted) > 4096:  # (a policy that builds new actions every round)
+                    lifted.clear()
+                m = Action(a.kind, tuple(gmap[g] for g in a.gpus), a.batch)
+                lifted[id(a)] = (a, m)
                 a = m
         actions[rid] = a
     batches = [_image_batch(b.request_ids, gmap[b.gpu]) for b in plan.batches] if plan.batches else []
