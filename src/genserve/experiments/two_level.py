@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--per-node", type=int, default=100, help="requests per trace per node")
     ap.add_argument("--jobs", type=int, default=2, help="worker processes")
     a = ap.parse_args(argv)
-    from genserve.scheduling.dp.compare import _map
+    from genserve.scheduling.dp.compare import map_jobs
 
     try:
         sizes = [int(x) for x in a.gpus.split(",")]
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
         ap.exit(2, f"error: {e}\n")
     tasks = [(n, s, seed, a.per_node, d) for n in sizes for s in names for seed in range(a.seeds)
              for d in (False, True)]
-    out = dict(_map(_job, tasks, a.jobs))
+    out = dict(map_jobs(_job, tasks, a.jobs))
     print("| GPUs | setting | flat SAR % (img / vid) | two-level SAR % (img / vid) | flat rounds | two-level rounds "
           "| flat s | two-level s |")
     print("|---|---|---|---|---|---|---|---|")

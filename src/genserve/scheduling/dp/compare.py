@@ -80,7 +80,7 @@ def _job(args):
     return run_one(policy, setting, seed, profile, opts)
 
 
-def _map(fn, tasks: list, jobs: int) -> list:
+def map_jobs(fn, tasks: list, jobs: int) -> list:
     """fn over tasks, in `jobs` worker processes when jobs > 1 (order kept)."""
     if jobs <= 1:
         return [fn(t) for t in tasks]
@@ -93,7 +93,7 @@ def _map(fn, tasks: list, jobs: int) -> list:
 def _runs(entries, settings, seeds: int, jobs: int) -> dict:
     """{(setting, name): [summary per seed]} for entries = [(name, options)]."""
     tasks = [(name, opts, s, k) for s in settings for name, opts in entries for k in range(seeds)]
-    results = _map(_job, tasks, jobs)
+    results = map_jobs(_job, tasks, jobs)
     out: dict = {}
     for (name, _, s, _), res in zip(tasks, results):
         out.setdefault((s, name), []).append(res)
@@ -149,7 +149,7 @@ def _job_rounds(args):
 def rounds_table(settings: list[str], seeds: int, jobs: int = 1) -> str:
     """genserve with a round at every step boundary ("always") against its own round skipping."""
     tasks = [(mode, s, k) for s in settings for mode in ("always", None) for k in range(seeds)]
-    results = _map(_job_rounds, tasks, jobs)
+    results = map_jobs(_job_rounds, tasks, jobs)
     got: dict = {}
     for (mode, s, _), res in zip(tasks, results):
         got.setdefault((s, mode), []).append(res)
