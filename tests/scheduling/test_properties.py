@@ -91,8 +91,10 @@ def test_inlined_finish_times_equal_round_finish(monkeypatch):
     reqs = to_requests(generate_trace(WorkloadSpec(requests=150, rate=48, mix="heavy", seed=3), prof), prof, 1.0)
     res = run_simulation(reqs, "genserve", 16, prof)
     assert res.preemptions > 0 and res.sp_changes > 0  # pauses, resumes and moves were all planned
-    # the check is live: a finish time off by a second is caught
+    # the check is live, in both parts: a finish time off by a second is caught
     real = policy_mod._Round.finish
     monkeypatch.setattr(policy_mod._Round, "finish", lambda self, vi, block: real(self, vi, block) + 1.0)
     with pytest.raises(AssertionError, match="finish on"):
         GenServePolicy().plan(random_snapshot(0))
+    with pytest.raises(AssertionError, match="finish on"):
+        run_simulation(reqs, "genserve", 16, prof)

@@ -26,20 +26,15 @@ def test_two_level_runs_hold_the_invariants(gpus, rate, mix, seed):
 
 
 def test_two_level_keeps_attainment_with_fewer_rounds():
-    # a loaded 32-GPU trace: within 3 points of the flat DP, and a fraction of its rounds
-    reqs = _trace(240, 32, 24.0, "balanced", 3)
-    flat = run_simulation(reqs, "genserve", 32, PAPER, dispatch=False)
-    two = run_simulation(reqs, "genserve", 32, PAPER)
+    # an overloaded 16-GPU trace (36 req/min per 8 GPUs) on which the flat DP misses deadlines: two-level stays
+    # within 3 points of it with a fraction of its rounds
+    reqs = _trace(200, 16, 36.0, "balanced", 1)
+    flat = run_simulation(reqs, "genserve", 16, PAPER, dispatch=False)
+    two = run_simulation(reqs, "genserve", 16, PAPER)
+    assert flat.summary()["sar"]["overall"] < 0.95  # precondition: a trade-off to weigh
     assert two.info["dispatch_pulls"] > 0 and flat.info["scoped_rounds"] < flat.rounds
     assert two.summary()["sar"]["overall"] >= flat.summary()["sar"]["overall"] - 0.03
     assert two.rounds < 0.5 * flat.rounds
-
-
-def _controller(gpus=16, policy=None):
-    clock = VirtualClock()
-    cl = ClusterSpec(gpus)
-    ex = SimExecutor(PAPER, cl, clock, lambda t, ev: [t, 0, ev])
-    return Controller(policy or GenServePolicy(), cl, PAPER, ex, clock)
 
 
 def _set_idle(ctl, gpus):
