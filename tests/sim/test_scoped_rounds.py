@@ -33,13 +33,8 @@ def test_scoped_rounds_match_whole_cluster_rounds(gpus, rate, mix, seed):
 def test_single_node_and_baselines_are_never_scoped():
     prof = Profile.load("paper")
     reqs = to_requests(generate_trace(WorkloadSpec(requests=60, rate=24.0, seed=2), prof), prof, 1.0)
-    from genserve.engine import Controller, VirtualClock
-    from genserve.executors.sim import SimExecutor
-
-    clock = VirtualClock()
-    cl = ClusterSpec(8)
-    ex = SimExecutor(prof, cl, clock, lambda t, ev: [t, 0, ev])
-    assert not Controller(GenServePolicy(), cl, prof, ex, clock).scoped  # one node: nothing to scope
+    one = run_simulation(reqs, "genserve", 8, prof)
+    assert one.rounds > 0 and one.info["scoped_rounds"] == 0  # one node: nothing to scope
     assert run_simulation(reqs, "srtf", 16, prof).info["scoped_rounds"] == 0  # SRTF does not opt in
 
 
