@@ -37,6 +37,13 @@ def test_two_level_keeps_attainment_with_fewer_rounds():
     assert two.rounds < 0.5 * flat.rounds
 
 
+def _controller(gpus=16, policy=None):
+    clock = VirtualClock()
+    cl = ClusterSpec(gpus)
+    ex = SimExecutor(PAPER, cl, clock, lambda t, ev: [t, 0, ev])
+    return Controller(policy or GenServePolicy(), cl, PAPER, ex, clock)
+
+
 def _set_idle(ctl, gpus):
     """Make exactly `gpus` idle, through the controller's own bookkeeping (the set and the per-node masks)."""
     ctl._claim(set(ctl._free))
