@@ -29,3 +29,15 @@ def test_demo_sim(tmp_path):
     assert summary["engine"] == "sim" and len(summary["requests"]) == 4
     assert all(q["status"] == "done" for q in summary["requests"])
     assert sorted(p.suffix for p in out.iterdir() if p.suffix != ".json") == [".mp4", ".png", ".png", ".png"]
+
+
+def test_serve_refuses_blank_api_key_on_public_bind(monkeypatch):
+    # a whitespace key used to pass the bind check and then be stripped to "no key": auth silently off
+    monkeypatch.delenv("GENSERVE_API_KEY", raising=False)
+    r = CliRunner().invoke(app, ["serve", "--host", "0.0.0.0", "--engine", "sim", "--api-key", " "])
+    assert r.exit_code == 2 and "API key is blank" in r.output
+    monkeypatch.setenv("GENSERVE_API_KEY", "   ")
+    r = CliRunner().invoke(app, ["serve", "--host", "0.0.0.0", "--engine", "sim"])
+    assert r.exit_code == 2 and "API key is blank" in r.output
+    r = CliRunner().invoke(app, ["serve", "--host", "0.0.0.0", "--engine", "sim", "--api-key", "ab cd"])
+    assert r.exit_code == 2 and "whitespace" in r.output

@@ -110,6 +110,11 @@ def test_bind_rules():
     check_bind("0.0.0.0", "key")
     with pytest.raises(ValidationError, match="API key"):
         check_bind("0.0.0.0", None)
+    for blank in ("", " ", "\t\n"):  # never read as "no key" (that turned auth off on a public bind)
+        with pytest.raises(ValidationError, match="blank"):
+            check_bind("0.0.0.0", blank)
+        with pytest.raises(ValidationError, match="blank"):
+            ServerSettings(data_dir="unused", profile=Profile.load("tiny-cpu"), api_key=blank)
 
 
 def _req(i, now, modality=Modality.VIDEO, steps=20, **kw):

@@ -110,7 +110,8 @@ def serve(
         _fail(f"the {engine} engine did not start: {e}")
     typer.echo(f"genserve: http://{host}:{port}/v1  engine={engine} ({where})  policy={policy}  profile={prof.name}")
     typer.echo(f"  models: images {', '.join(prof.image_models)}; videos {', '.join(prof.video_models)}")
-    typer.echo(f"  auth: {'API key required' if api_key else 'none (localhost only)'}  data: {data_dir.resolve()}")
+    auth = "API key required" if settings.api_key else "none (localhost only)"
+    typer.echo(f"  auth: {auth}  data: {data_dir.resolve()}")
     uvicorn.run(create_app(eng, settings), host=host, port=port, log_level=log_level)
 
 

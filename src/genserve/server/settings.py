@@ -44,8 +44,8 @@ class ServerSettings:
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)
-        if self.api_key is not None and not self.api_key.strip():
-            self.api_key = None
+        if self.api_key is not None:
+            check_api_key(self.api_key)
         for name in ("fps", "max_n", "max_side", "max_frames", "max_steps", "max_body_bytes", "max_active",
                      "max_prompt_chars", "max_list_limit"):
             if getattr(self, name) <= 0:
@@ -64,7 +64,7 @@ class ServerSettings:
     @classmethod
     def from_env(cls, data_dir: str | Path, profile: str | Profile = "tiny-cpu", **kw) -> "ServerSettings":
         prof = profile if isinstance(profile, Profile) else Profile.load(profile)
-        kw.setdefault("api_key", os.environ.get("GENSERVE_API_KEY") or None)
+        kw.setdefault("api_key", os.environ.get("GENSERVE_API_KEY") or None)  # unset or empty: no key
         return cls(data_dir=Path(data_dir), profile=prof, **kw)
 
 
@@ -79,8 +79,19 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def check_api_key(key: str) -> None:
+    """A key is what the client sends after 'Bearer ': blank or with spaces/control characters it could never
+    match (the header's token is stripped), and silently dropping it would turn authentication off."""
+    if not key or not key.strip():
+        raise ValidationError("the API key is blank; pass a real key (or none at all on localhost)")
+    if any(c.isspace() or not c.isprintable() for c in key):
+        raise ValidationError("the API key contains whitespace or control characters; use printable characters only")
+
+
 def check_bind(host: str, api_key: str | None) -> None:
-    """Refuse to listen beyond localhost without an API key."""
+    """Refuse to listen beyond localhost without a (valid) API key."""
+    if api_key is not None:
+        check_api_key(api_key)
     if not is_loopback(host) and not api_key:
         raise ValidationError(
             f"refusing to listen on {host!r} without an API key: anyone who can reach it could use your GPUs. "
