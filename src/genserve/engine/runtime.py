@@ -42,6 +42,7 @@ from genserve.core.events import BatchDone, Event, Failed, StepDone, VideoDone
 from genserve.core.request import Request, RequestStatus
 from genserve.core.snapshot import ClusterSpec
 from genserve.engine.api import EngineStats, RequestUpdate, UpdateCallback
+from genserve.engine.joblog import JobLog
 
 log = logging.getLogger("genserve.engine")
 
@@ -120,9 +121,11 @@ class _ExecutorProxy:
     """Forwards commands to the real executor and notes which requests each one touches (so the engine
     publishes updates for exactly those)."""
 
-    def __init__(self, inner, touched: set[str]) -> None:
+    def __init__(self, inner, touched: set[str], jobs: JobLog, steps_done: Callable[[str], int]) -> None:
         self.inner = inner
         self._touched = touched
+        self._jobs = jobs  # the job log sees starts, pauses, resumes and SP changes here
+        self._steps_done = steps_done
 
     def attach(self, emit) -> None:
         self.inner.attach(emit)
@@ -130,14 +133,17 @@ class _ExecutorProxy:
     def start_batch(self, requests, gpu):
         for r in requests:
             self._touched.add(r.id)
+        self._jobs.batch(requests, gpu)
         self.inner.start_batch(requests, gpu)
 
     def run_step(self, request, step, gpus, setup, source_gpu=None):
         self._touched.add(request.id)
+        self._jobs.step(request, step, gpus, setup)
         self.inner.run_step(request, step, gpus, setup, source_gpu)
 
     def pause(self, request, gpu):
         self._touched.add(request.id)
+        self._jobs.paused(request, gpu, self._steps_done(request.id))
         self.inner.pause(request, gpu)
 
     def decode(self, request, gpu):
@@ -182,7 +188,9 @@ class Engine:
         self._seq = itertools.count()
         self._touched: set[str] = set()
         self.executor = make_executor(self.clock, self._schedule)
-        self._proxy = _ExecutorProxy(self.executor, self._touched)
+        self.jobs = JobLog()
+        self._proxy = _ExecutorProxy(self.executor, self._touched, self.jobs,
+                                     lambda rid: getattr(self._live.get(rid), "steps_done", 0))
         self.ctl = Controller(policy, cluster, profile, self._proxy, self.clock, strict=strict,
                               on_finish=self._on_finish, online_correction=online_correction,
                               idle_retry_s=IDLE_RETRY_S)
@@ -375,6 +383,8 @@ class Engine:
                     t.error = ev.reason
                     if t.request.is_video and ev.retryable:
                         t.steps_done = 0
+                if ev.retryable:
+                    self.jobs.requeued(rid, ev.reason)
 
     def _handle(self, kind, payload) -> None:
         ctl = self.ctl
@@ -387,6 +397,7 @@ class Engine:
                 return
             self.handoff_s.append(time.perf_counter() - t_put)
             self._touched.add(request.id)
+            self.jobs.admitted(request)
         elif kind == "cancel":
             if not ctl.cancel(payload):
                 t = self._live.get(payload)
@@ -452,6 +463,7 @@ class Engine:
             return
         u = RequestUpdate(rid, RequestStatus.FAILED, t.steps_done, t.request.steps, error=message,
                           finished_at=self.clock.now(), met_deadline=False)
+        self.jobs.ended(t.request, RequestStatus.FAILED, t.steps_done, u.finished_at, False, message)
         with self._lock:
             self._last[rid] = u
         self._notify.put((t, u))
@@ -480,6 +492,7 @@ class Engine:
                                    t.error or "generation failed"),
                                   finished_at=rec.finish if rec else self.clock.now(),
                                   met_deadline=bool(rec.met_slo) if rec else None)
+                self.jobs.ended(req, st, steps, u.finished_at, bool(u.met_deadline), u.error)
                 self._forget_later(rid)
                 with self._lock:
                     self._live.pop(rid, None)

@@ -38,7 +38,6 @@ from __future__ import annotations
 import atexit
 import hashlib
 import os
-import shutil
 import signal
 import tempfile
 import threading
@@ -53,6 +52,7 @@ from typing import Callable, Sequence
 from genserve.core.events import BatchDone, Event, Failed, StepDone, VideoDone
 from genserve.core.request import Request
 from genserve.core.snapshot import ClusterSpec
+from genserve.executors import spool
 from genserve.executors.base import StepSetup
 from genserve.workers.protocol import WorkerConfig
 
@@ -175,9 +175,12 @@ class LocalExecutor:
         self.command_timeout_s = command_timeout_s
         self._own_output = output_dir is None
         self.output_dir = Path(output_dir or tempfile.mkdtemp(prefix="genserve-out-"))
-        shm = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
-        self.spool = Path(spool_dir or tempfile.mkdtemp(prefix="genserve-ckpt-", dir=shm))
-        self.spool.mkdir(parents=True, exist_ok=True)
+        self._spool_lock: int | None = None
+        if spool_dir:  # the caller's (e.g. shared by Ray nodes)
+            self.spool = Path(spool_dir)
+            self.spool.mkdir(parents=True, exist_ok=True)
+        else:  # ours on /dev/shm; folders left by killed owners are swept first
+            self.spool, self._spool_lock = spool.make()
         self._emit: Callable[[Event], None] | None = None
         self._lock = threading.RLock()
         self._handles = [_Handle(r) for r in range(num_workers)]
@@ -336,7 +339,7 @@ class LocalExecutor:
             self._listener.join(timeout=2.0)
         _LIVE.discard(self)
         self._after_close()
-        shutil.rmtree(self.spool, ignore_errors=True)
+        spool.remove(self.spool, self._spool_lock)
 
     def __enter__(self) -> "LocalExecutor":
         return self.start()
