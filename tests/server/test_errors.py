@@ -176,11 +176,10 @@ def test_content_not_ready_and_delete_twice(http):
     err = _check(http.get(f"{VID}/{vid}/content", headers=AUTH), 409, "video_not_ready")
     assert "poll" in err["message"]
     _check(http.get(f"{VID}/{vid}/content?variant=thumbnail", headers=AUTH), 400, "invalid_value", "variant")
-    assert http.delete(f"{VID}/{vid}", headers=AUTH).json()["deleted"] is True
-    assert http.get(f"{VID}/{vid}", headers=AUTH).json()["status"] == "cancelled"
-    _check(http.get(f"{VID}/{vid}/content", headers=AUTH), 409, "video_not_ready")
-    assert http.delete(f"{VID}/{vid}", headers=AUTH).json()["deleted"] is True  # now removes the record
+    assert http.delete(f"{VID}/{vid}", headers=AUTH).json()["deleted"] is True  # active: gone at once
     _check(http.get(f"{VID}/{vid}", headers=AUTH), 404, "video_not_found")
+    _check(http.get(f"{VID}/{vid}/content", headers=AUTH), 404, "video_not_found")
+    _check(http.delete(f"{VID}/{vid}", headers=AUTH), 404, "video_not_found")
 
 
 def test_openapi_docs(http):

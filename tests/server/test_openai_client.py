@@ -41,7 +41,8 @@ def test_videos_lifecycle(client, sim_server):
     v = client.videos.create(model="tiny-wan", prompt="waves at dusk", size="64x64", seconds="1",
                              extra_body={"num_inference_steps": 12, "seed": 7})
     assert v.object == "video" and v.status in ("queued", "in_progress")
-    assert v.size == "64x64" and v.seconds == "1" and v.model == "tiny-wan" and v.prompt == "waves at dusk"
+    # seconds is the clip's length: "1" -> 9 frames at 8 fps
+    assert v.size == "64x64" and v.seconds == "1.125" and v.model == "tiny-wan" and v.prompt == "waves at dusk"
     assert v.model_extra["num_frames"] == 9 and v.model_extra["seed"] == 7
     done = wait_video(client, v.id)
     assert done.status == "completed" and done.progress == 100 and done.completed_at >= done.created_at

@@ -54,8 +54,8 @@ def test_normalise_defaults_and_seeds(settings):
 
 
 def test_form_strings_coerce(settings):
-    body = VideoCreateRequest.model_validate({"prompt": "x", "num_frames": "9", "num_inference_steps": "3",
-                                              "seed": "4", "sigma": "1.5", "size": "32x32"})
+    body = VideoCreateRequest.from_form({"prompt": "x", "num_frames": "9", "num_inference_steps": "3",
+                                         "seed": "4", "sigma": "1.5", "size": "32x32"})
     spec = normalise_video(settings, body)
     assert (spec.frames, spec.steps, spec.seed, spec.sigma) == (9, 3, 4, 1.5)
 

@@ -10,7 +10,7 @@ Routes (see docs/api.md; one module each under genserve.server.routes):
     GET    /v1/videos                  list jobs (limit, after, order)
     GET    /v1/videos/{id}             a job
     GET    /v1/videos/{id}/content     the MP4 once completed
-    DELETE /v1/videos/{id}             cancel at the next step boundary (active) or delete job and file (finished)
+    DELETE /v1/videos/{id}             gone at once; active work is cancelled at its next step boundary
     GET    /v1/models, /v1/models/{id}, /health, /metrics
 """
 
@@ -24,7 +24,9 @@ from fastapi import FastAPI
 
 from genserve.engine.api import ServingEngine
 from genserve.server.errors import install_error_handlers
+from genserve.server.lifecycle import Gate, Lifecycle
 from genserve.server.middleware import BodyLimit, Instrument
+from genserve.server.openapi import install_openapi
 from genserve.server.routes import images, models, ops, videos
 from genserve.server.service import JobService
 from genserve.server.settings import ServerSettings
@@ -33,21 +35,21 @@ log = logging.getLogger("genserve.server")
 
 
 def create_app(engine: ServingEngine, settings: ServerSettings) -> FastAPI:
-    """The ASGI app. Its lifespan starts the engine, re-submits unfinished jobs, and closes the engine on exit
-    (unless settings.close_engine_on_shutdown is False)."""
+    """The ASGI app. Its lifespan starts the engine in the background (the API answers 503 until it is ready),
+    then re-submits unfinished jobs (server/lifecycle.py); on exit it closes the engine (unless
+    settings.close_engine_on_shutdown is False)."""
     server = JobService(engine, settings)
+    lifecycle = Lifecycle(server, engine, settings)
+    server.lifecycle = lifecycle  # /health reads the phase
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         server.outputs.sweep_temp()
-        await asyncio.to_thread(engine.start)
-        server.ready = True
-        resumed, failed = server.recover()
-        if resumed or failed:
-            log.info("restart: re-submitted %d unfinished videos, failed %d interrupted images", resumed, failed)
+        lifecycle.begin_start()
         try:
             yield
         finally:
+            await lifecycle.shutdown()
             server.close()
             if settings.close_engine_on_shutdown:
                 await asyncio.to_thread(engine.close, False)
@@ -56,8 +58,11 @@ def create_app(engine: ServingEngine, settings: ServerSettings) -> FastAPI:
     app = FastAPI(title="genserve", version="0.1.0", lifespan=lifespan,
                   description="OpenAI-compatible text-to-image and text-to-video serving with SLO-aware scheduling.")
     app.state.server = server
+    app.state.lifecycle = lifecycle
     install_error_handlers(app)
-    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    install_openapi(app, settings)  # the 4xx the server sends, no 422, the limits it checks
+    app.add_middleware(Gate, lifecycle=lifecycle)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes, timeout=settings.body_timeout_s)
     app.add_middleware(Instrument, server=server)  # outermost: stamps arrival, counts responses
     for router in (images.router, videos.router, models.router, images.public, ops.router):
         app.include_router(router)

@@ -38,13 +38,17 @@ def _local_available() -> str | None:
 
 
 def _build_engine(kind: str, profile, policy: str, workers: int, device: str, output_dir: Path, threads: int):
+    devices = [device if device == "cpu" else f"cuda:{i}" for i in range(workers)]
+    return _engine_on(kind, profile, policy, devices, output_dir, threads)
+
+
+def _engine_on(kind: str, profile, policy: str, devices: list[str], output_dir: Path, threads: int):
     from genserve.engine.runtime import make_engine
 
     if kind == "sim":
-        return make_engine("sim", profile=profile, policy=policy, gpus=workers, output_dir=output_dir,
+        return make_engine("sim", profile=profile, policy=policy, gpus=len(devices), output_dir=output_dir,
                            placeholder_outputs=True)
-    devices = [device if device == "cpu" else f"cuda:{i}" for i in range(workers)]
-    extra = {"threads": threads} if device == "cpu" else {}
+    extra = {"threads": threads} if devices[0] == "cpu" else {}
     return make_engine(kind, profile=profile, policy=policy, devices=devices, output_dir=output_dir, **extra)
 
 
@@ -53,11 +57,17 @@ def serve(
     port: int = typer.Option(8000, help="TCP port."),
     api_key: Optional[str] = typer.Option(None, "--api-key", envvar="GENSERVE_API_KEY",
                                           help="Require 'Authorization: Bearer KEY' (env GENSERVE_API_KEY)."),
+    keys_file: Optional[Path] = typer.Option(None, "--keys-file", envvar="GENSERVE_KEYS_FILE",
+                                             help="API keys of several tenants: one 'tenant:key' a line (# "
+                                                  "comments); each tenant sees only its own jobs and files."),
     engine: str = typer.Option("local", help="local (real models in worker processes) | ray (the same workers as "
                                              "Ray actors) | sim (simulated devices timed from the profile, "
                                              "placeholder outputs)."),
-    workers: int = typer.Option(2, "--workers", "--devices", help="Devices: CPU worker slots or CUDA GPUs."),
-    device: str = typer.Option("cpu", help="cpu (worker slots) | cuda (one worker per GPU)."),
+    devices: Optional[str] = typer.Option(None, "--devices", help="Worker devices: a list (cuda:0,cuda:1 or "
+                                                                  "cpu,cpu) or a count (default 2)."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="A count of devices (instead of --devices)."),
+    device: Optional[str] = typer.Option(None, help="cpu (worker slots, default) | cuda (one worker per GPU): "
+                                                    "the kind of a count."),
     threads: int = typer.Option(1, help="torch threads per CPU worker slot."),
     profile: str = typer.Option("tiny-cpu", help="Latency profile (bundled name or JSON path): models, sizes, "
                                                  "SLO deadlines."),
@@ -66,53 +76,69 @@ def serve(
     data_dir: Path = typer.Option(Path("genserve-data"), help="Job database and outputs (kept across restarts)."),
     sigma: float = typer.Option(1.0, help="Default SLO scale: deadline = sigma x 1.5 x isolated latency."),
     max_active: int = typer.Option(512, help="Requests in flight before the API answers 429."),
+    drain_timeout: float = typer.Option(30.0, "--drain-timeout", help="On SIGTERM / SIGINT: seconds that admitted "
+                                        "work may run on (new requests get 503) before the server stops; a "
+                                        "second signal stops at once. Unfinished videos run again at the next start."),
     public_url: Optional[str] = typer.Option(None, help="Base of image `url` answers behind a proxy "
                                                         "(default: the request's own base URL)."),
-    log_level: str = typer.Option("info", help="uvicorn log level."),
+    log_level: str = typer.Option("info", help="Log level of uvicorn and genserve (info: one line per job event, "
+                                               "docs/api.md 'Logs')."),
 ) -> None:
     """Serve the OpenAI-compatible HTTP API (images, video jobs, /metrics) over the scheduler."""
     from genserve.profiles import Profile
-    from genserve.server.settings import ServerSettings, check_bind
+    from genserve.server.devices import parse_devices, pin_gpus
+    from genserve.server.settings import ServerSettings, check_bind, load_keys_file
 
     if engine not in ("local", "ray", "sim"):
         _fail(f"--engine must be local, ray or sim, got {engine!r}")
-    if device not in ("cpu", "cuda"):
-        _fail(f"--device must be cpu or cuda, got {device!r}")
-    if workers <= 0:
-        _fail("--workers must be positive")
     try:
-        check_bind(host, api_key)
+        asked = parse_devices(devices, workers, device)
+        devs = pin_gpus(asked) if engine != "sim" else asked
+        api_keys = load_keys_file(keys_file) if keys_file is not None else {}
+        check_bind(host, api_key, api_keys)
         prof = Profile.load(profile)
-        settings = ServerSettings(data_dir=data_dir, profile=prof, api_key=api_key, engine_kind=engine,
-                                  default_sigma=sigma, max_active=max_active, public_url=public_url)
+        settings = ServerSettings(data_dir=data_dir, profile=prof, api_key=api_key, api_keys=api_keys,
+                                  engine_kind=engine, default_sigma=sigma, max_active=max_active,
+                                  public_url=public_url, drain_timeout_s=drain_timeout)
     except GenServeError as e:
         _fail(str(e))
     if engine in ("local", "ray"):
         why = _local_available()
         if why:
             _fail(f"the local engine needs the model stack ({why}); install genserve[models] or use --engine sim")
-    import uvicorn
+    from genserve.server.runner import bind
 
+    try:
+        sock = bind(host, port)  # first: connections queue from here and get 503 while the engine starts
+        port = sock.getsockname()[1]
+    except OSError as e:
+        _fail(f"cannot listen on {host}:{port}: {e.strerror or e}")
     from genserve.server.app import create_app
+    from genserve.server.lifecycle import log_to_stderr, serve_app
 
     try:
-        eng = _build_engine(engine, prof, policy, workers, device, settings.outputs_dir, threads)
+        eng = _engine_on(engine, prof, policy, devs, settings.outputs_dir, threads)
     except GenServeError as e:
+        sock.close()
         _fail(str(e))
-    where = f"{workers} {'CPU worker slots' if device == 'cpu' else 'GPUs'}" if engine != "sim" else \
-        f"{workers} simulated GPUs"
-    if engine != "sim":
-        typer.echo(f"starting {where} (loading models)...")
-    try:
-        eng.start()  # before uvicorn, so a worker that cannot start is a clean error (the app's start is a no-op)
-    except Exception as e:  # noqa: BLE001
-        eng.close()
-        _fail(f"the {engine} engine did not start: {e}")
+    n = len(devs)
+    where = f"{n} simulated GPUs" if engine == "sim" else f"{n} CPU worker slots" if devs[0] == "cpu" else \
+        f"GPUs {','.join(asked)}"
     typer.echo(f"genserve: http://{host}:{port}/v1  engine={engine} ({where})  policy={policy}  profile={prof.name}")
     typer.echo(f"  models: images {', '.join(prof.image_models)}; videos {', '.join(prof.video_models)}")
-    auth = "API key required" if settings.api_key else "none (localhost only)"
+    tenants = len(set(settings.api_keys.values()))
+    auth = f"API key required ({tenants} tenant{'s' * (tenants != 1)})" if settings.auth_required else \
+        "none (localhost only)"
     typer.echo(f"  auth: {auth}  data: {data_dir.resolve()}")
-    uvicorn.run(create_app(eng, settings), host=host, port=port, log_level=log_level)
+    if engine != "sim":
+        typer.echo("  starting the workers (loading models): /health answers 503 'starting' until they are ready")
+    log_to_stderr(log_level)
+    srv = serve_app(create_app(eng, settings), sock, log_level)  # returns after SIGTERM / SIGINT and the drain
+    if srv.lifecycle.error:  # the engine did not start: a worker could not, say
+        typer.echo(f"error: {srv.lifecycle.error}", err=True)
+        raise typer.Exit(1)
+    if srv.force_exit:
+        raise typer.Exit(1)
 
 
 # ---- demo --------------------------------------------------------------------------------------------------

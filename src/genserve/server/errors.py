@@ -14,9 +14,12 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
+from starlette.routing import Match
 
 log = logging.getLogger("genserve.server")
 
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 _TYPES = {401: "authentication_error", 403: "permission_error", 429: "rate_limit_error"}
 
 
@@ -45,6 +48,24 @@ class BodyTooLarge(Exception):
         self.limit = limit
 
 
+class BodyTimeout(Exception):
+    """Raised by the body middleware when a request body is not complete in time (sent slowly or never)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(seconds)
+        self.seconds = seconds
+
+
+def body_timeout(seconds: float) -> APIError:
+    return APIError(408, f"the request body did not arrive within {seconds:g} s; send the whole body at once",
+                    code="body_timeout", headers={"Connection": "close"})
+
+
+# Not an HTTP status anyone receives (the client is gone): nginx's 499 "client closed request", so metrics count
+# these apart from real server errors.
+CLIENT_CLOSED = 499
+
+
 def error_response(err: APIError) -> JSONResponse:
     return JSONResponse(err.body(), status_code=err.status, headers=err.headers)
 
@@ -55,8 +76,9 @@ def too_large(limit: int) -> APIError:
 
 
 def _loc_name(loc: tuple) -> str | None:
+    # the field itself: the request models are flat, and later parts name union members ("seconds.str")
     parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
-    return ".".join(parts) or None
+    return parts[0] if parts else None
 
 
 def describe_validation(errors: list[dict]) -> tuple[str, str | None, str]:
@@ -95,6 +117,17 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _too_large(request: Request, exc: BodyTooLarge) -> JSONResponse:
         return error_response(too_large(exc.limit))
 
+    @app.exception_handler(BodyTimeout)
+    async def _body_timeout(request: Request, exc: BodyTimeout) -> JSONResponse:
+        log.info("%s %s: request body not received within %g s", request.method, request.url.path, exc.seconds)
+        return error_response(body_timeout(exc.seconds))
+
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(request: Request, exc: ClientDisconnect) -> JSONResponse:
+        # nobody reads this answer; it exists so the request is counted as 499, not as a server error
+        log.debug("%s %s: client disconnected before sending its whole body", request.method, request.url.path)
+        return error_response(APIError(CLIENT_CLOSED, "client closed the request", code="client_closed_request"))
+
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         message, param, code = describe_validation(list(exc.errors()))
@@ -103,16 +136,23 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         status = exc.status_code
+        headers = dict(exc.headers or {})
         if status == 404:
             message = f"no route {request.method} {request.url.path}; see GET /docs for the API"
             code = "not_found"
         elif status == 405:
             message = f"method {request.method} is not allowed on {request.url.path}"
             code = "method_not_allowed"
+            # Starlette's Allow names the methods of the first route on this path only (GET /v1/videos and
+            # POST /v1/videos are two routes): list every method the path takes
+            allowed = [m for m in _METHODS if any(route.matches({**request.scope, "method": m})[0] is Match.FULL
+                                                  for route in request.app.router.routes)]
+            if allowed:
+                headers["Allow"] = ", ".join(allowed)
         else:
             message = str(exc.detail) if exc.detail else "request failed"
             code = None
-        return error_response(APIError(status, message, code=code, headers=dict(exc.headers or {})))
+        return error_response(APIError(status, message, code=code, headers=headers))
 
     @app.exception_handler(Exception)
     async def _last_resort(request: Request, exc: Exception) -> JSONResponse:

@@ -6,20 +6,32 @@ raising APIError(400) whose message names the field and says what to fix.
 
 from __future__ import annotations
 
+import json
+import math
 import re
 import secrets
+import types
+import typing
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Annotated, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from genserve.core.errors import ProfileError
 from genserve.server.errors import APIError
 from genserve.server.settings import ServerSettings
 
-SIZE_RE = re.compile(r"^\s*(\d{1,6})\s*[xX×]\s*(\d{1,6})\s*$")
+# ASCII digits only ("٤٤x٤٤" must not pass as 44x44); spaces around the numbers are tolerated
+SIZE_PATTERN = r"^ *([0-9]{1,6}) *[xX×] *([0-9]{1,6}) *$"
+SIZE_RE = re.compile(SIZE_PATTERN)
+SECONDS_PATTERN = r"^(?:[0-9]{1,6}(?:\.[0-9]{0,6})?|\.[0-9]{1,6})$"
+SECONDS_RE = re.compile(SECONDS_PATTERN)
 ID_RE = re.compile(r"^(img|video)_[0-9a-f]{24}$")
 SEED_MAX = 2**32 - 1
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_FORM_INT = re.compile(r"([+-]?[0-9]{1,20})(?:\.0*)?")  # "4" or "4.0", like JSON's whole numbers
+_FORM_FLOAT = re.compile(r"[+-]?(?:[0-9]{1,20}(?:\.[0-9]{0,20})?|\.[0-9]{1,20})(?:[eE][+-]?[0-9]{1,3})?")
+_D = ServerSettings  # its defaults: the limits the OpenAPI schema documents (normalise_* checks the live ones)
 
 
 def new_id(kind: str) -> str:
@@ -33,47 +45,132 @@ def valid_id(job_id: str, kind: str | None = None) -> bool:
     return kind is None or m.group(1) == ("img" if kind == "image" else "video")
 
 
-class _Extensions(BaseModel):
+def _whole(value: object) -> object:
+    # JSON Schema's "integer" includes 2.0 (and json.dumps writes floats so); true/"2" stay refused
+    return int(value) if type(value) is float and value.is_integer() else value
+
+
+WholeInt = Annotated[int, BeforeValidator(_whole)]
+
+
+def _bool_only(value: object) -> object:
+    if type(value) is not bool:  # Literal[False] alone takes 0 (0 == False)
+        raise ValueError("Input should be false")
+    return value
+
+
+def _doc(description: str | None = None, **limits) -> typing.Any:
+    """A field whose limits appear in the OpenAPI schema only: normalise_* enforces them against the live
+    settings, with the error codes docs/api.md lists (invalid_n, prompt_too_long, ...)."""
+    return Field(default=None, description=description, json_schema_extra=limits or None)
+
+
+def _prompt_doc(description: str, example: str) -> typing.Any:
+    return Field(description=description, examples=[example],
+                 json_schema_extra={"minLength": 1, "maxLength": _D.max_prompt_chars, "pattern": r"\S"})
+
+
+class RequestBody(BaseModel):
+    """Strict types: JSON `true` is not 1 and "4" is not 4 (`from_form` converts form strings first)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    # OpenAI fields genserve does not implement: refused with `unsupported_parameter` and this reason
+    UNSUPPORTED: ClassVar[dict[str, str]] = {}
+
+    @classmethod
+    def from_form(cls, data: dict[str, str]) -> "RequestBody":
+        """Validate form fields (all strings): numbers written in ASCII become int/float first."""
+        out: dict[str, object] = dict(data)
+        for name, value in data.items():
+            field = cls.model_fields.get(name)
+            if field is None or not isinstance(value, str):
+                continue
+            kinds = _arg_types(field.annotation)
+            if str in kinds:
+                continue
+            if int in kinds:
+                m = _FORM_INT.fullmatch(value)
+                if not m:
+                    raise APIError(400, f"invalid '{name}': expected a whole number in ASCII digits such as \"4\", "
+                                        f"got {json.dumps(value)[:80]}", param=name, code="invalid_value")
+                out[name] = int(m.group(1))
+            elif float in kinds:
+                number = float(value) if _FORM_FLOAT.fullmatch(value) else math.nan
+                if not math.isfinite(number):
+                    raise APIError(400, f"invalid '{name}': expected a number in ASCII digits such as \"1.5\", "
+                                        f"got {json.dumps(value)[:80]}", param=name, code="invalid_value")
+                out[name] = number
+        return cls.model_validate(out)
+
+
+def _arg_types(annotation) -> set:
+    """The plain types a field takes: int | None -> {int, NoneType}; Annotated[int, ...] -> {int}."""
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        return set().union(*(_arg_types(a) for a in typing.get_args(annotation)))
+    if typing.get_origin(annotation) is Annotated:
+        return {typing.get_args(annotation)[0]}
+    return {annotation}
+
+
+class _Extensions(RequestBody):
     """genserve's fields beyond OpenAI's (pass them with the openai client's `extra_body`)."""
 
-    num_inference_steps: int | None = Field(default=None, description="Denoising steps (default: the model's).")
-    guidance_scale: float | None = Field(default=None, description="Classifier-free guidance scale.")
-    seed: int | None = Field(default=None, description="Random seed; images of one call use seed, seed+1, ...")
-    negative_prompt: str | None = None
-    deadline_s: float | None = Field(default=None, description="SLO: finish within this many seconds from now.")
-    sigma: float | None = Field(default=None, description="SLO scale: deadline = sigma x 1.5 x isolated latency.")
+    # documents normalise_*'s rule: a deadline in seconds, or a scale of the isolated latency, not both
+    model_config = ConfigDict(json_schema_extra={"not": {
+        "required": ["deadline_s", "sigma"],
+        "properties": {"deadline_s": {"type": "number"}, "sigma": {"type": "number"}}}})
+
+    num_inference_steps: WholeInt | None = _doc("Denoising steps (default: the model's).", minimum=1,
+                                                maximum=_D.max_steps)
+    guidance_scale: float | None = _doc("Classifier-free guidance scale.", minimum=0, maximum=100)
+    seed: WholeInt | None = _doc("Random seed; images of one call use seed, seed+1, ...", minimum=0,
+                                 maximum=SEED_MAX)
+    negative_prompt: str | None = _doc(maxLength=_D.max_prompt_chars)
+    deadline_s: float | None = _doc("SLO: finish within this many seconds from now (not with sigma).",
+                                    exclusiveMinimum=0, maximum=7 * 86400)
+    sigma: float | None = _doc("SLO scale: deadline = sigma x 1.5 x isolated latency (not with deadline_s).",
+                               exclusiveMinimum=0, maximum=1000)
+
+
+_SIZE_DOC = {"pattern": f"^(?:auto|{SIZE_PATTERN[1:-1]})?$"}
 
 
 class ImageGenerationRequest(_Extensions):
-    model_config = ConfigDict(extra="forbid")
+    UNSUPPORTED: ClassVar[dict[str, str]] = {
+        "partial_images": "genserve answers once the images are done and does not stream partial images"}
 
-    prompt: str
+    prompt: str = _prompt_doc("What to generate (not blank).", "a lighthouse at dawn")
     model: str | None = None
-    n: int = 1
-    size: str | None = Field(default=None, description='"WxH", e.g. "64x64"; "auto" = the model default.')
+    n: WholeInt = Field(default=1, json_schema_extra={"minimum": 1, "maximum": _D.max_n})
+    size: str | None = _doc('"WxH", e.g. "64x64"; "auto" = the model default.', **_SIZE_DOC)
     response_format: Literal["b64_json", "url"] | None = "b64_json"
     user: str | None = None
+    output_format: Literal["png", "jpeg", "webp"] | None = Field(
+        default=None, description="png (default), jpeg or webp (converted from the model's PNG).")
+    output_compression: WholeInt | None = Field(
+        default=None, ge=0, le=100, description="jpeg/webp quality 0-100 (100 = least loss; default 100).")
     # OpenAI fields accepted for compatibility; only their defaults are meaningful here.
-    output_format: Literal["png"] | None = None
     quality: str | None = None
     style: str | None = None
     background: str | None = None
     moderation: str | None = None
-    output_compression: int | None = None
     safety_identifier: str | None = None
-    stream: Literal[False] | None = None
+    stream: Annotated[Literal[False], BeforeValidator(_bool_only)] | None = None
 
 
 class VideoCreateRequest(_Extensions):
-    model_config = ConfigDict(extra="forbid")
+    UNSUPPORTED: ClassVar[dict[str, str]] = {
+        "input_reference": "genserve generates videos from text only (no image-to-video); send a prompt"}
 
-    prompt: str
+    prompt: str = _prompt_doc("What to generate (not blank).", "waves at dusk")
     model: str | None = None
-    size: str | None = Field(default=None, description='"WxH", e.g. "64x64".')
-    seconds: str | float | None = Field(default=None, description="Clip length; frames = 4*round(s*fps/4)+1.")
-    num_frames: int | None = Field(default=None, description="Frames (overrides seconds).")
+    size: str | None = _doc('"WxH", e.g. "64x64".', **_SIZE_DOC)
+    seconds: str | float | None = Field(default=None, description="Clip length; frames = 4*round(s*fps/4)+1.",
+                                        json_schema_extra={"pattern": f"^(?:{SECONDS_PATTERN[1:-1]})?$",
+                                                           "exclusiveMinimum": 0,
+                                                           "maximum": _D.max_frames / _D.fps})
+    num_frames: WholeInt | None = _doc("Frames (overrides seconds).", minimum=1, maximum=_D.max_frames)
     user: str | None = None
-    input_reference: Any = None
 
 
 @dataclass
@@ -104,7 +201,9 @@ class JobSpec:
 
     @classmethod
     def from_dict(cls, d: dict) -> "JobSpec":
-        return cls(**{k: d.get(k) for k in cls.__dataclass_fields__})
+        # rows written before lone surrogates were refused hold them: U+FFFD, or no answer could be encoded
+        return cls(**{k: _SURROGATE.sub("\ufffd", v) if isinstance(v, str) else v
+                      for k, v in ((k, d.get(k)) for k in cls.__dataclass_fields__)})
 
 
 def _bad(message: str, param: str | None, code: str = "invalid_value") -> APIError:
@@ -112,7 +211,7 @@ def _bad(message: str, param: str | None, code: str = "invalid_value") -> APIErr
 
 
 def parse_size(size: str, param: str = "size") -> tuple[int, int]:
-    m = SIZE_RE.match(size)
+    m = SIZE_RE.fullmatch(size)
     if not m:
         raise _bad(f"invalid 'size' {size!r}: write it as WIDTHxHEIGHT in pixels, e.g. \"64x64\"", param,
                    "invalid_size")
@@ -208,9 +307,6 @@ def frames_for_seconds(seconds: float, fps: int) -> int:
 
 
 def normalise_video(settings: ServerSettings, body: VideoCreateRequest) -> JobSpec:
-    if body.input_reference not in (None, ""):
-        raise _bad("'input_reference' (image-to-video) is not supported; send a text prompt only",
-                   "input_reference", "unsupported_parameter")
     model = _model(settings, body.model, "video")
     common = _common(settings, body, body.prompt, "video", model)
     d_w, d_h, d_f = settings.profile.doc.defaults.video_sizes[0]
@@ -221,10 +317,10 @@ def normalise_video(settings: ServerSettings, body: VideoCreateRequest) -> JobSp
     _check_dims(settings, w, h)
     seconds_in: float | None = None
     if body.seconds not in (None, ""):
-        try:
-            seconds_in = float(body.seconds)
-        except (TypeError, ValueError):
-            raise _bad(f"'seconds' must be a number such as \"4\", got {body.seconds!r}", "seconds") from None
+        if isinstance(body.seconds, str) and not SECONDS_RE.fullmatch(body.seconds):  # float() takes "nan", "٤"
+            raise _bad(f"'seconds' must be a number such as \"4\" or \"2.5\", got {json.dumps(body.seconds)[:80]}",
+                       "seconds")
+        seconds_in = float(body.seconds)
         if not (0 < seconds_in <= settings.max_frames / settings.fps):
             raise _bad(f"'seconds' must be positive and at most {settings.max_frames / settings.fps:g} "
                        f"({settings.max_frames} frames at {settings.fps} fps), got {body.seconds}", "seconds")

@@ -10,6 +10,7 @@ import logging
 import threading
 import time
 from collections import deque
+from pathlib import Path
 from typing import Any
 
 from fastapi import Request
@@ -21,8 +22,9 @@ from genserve.core.request import RequestStatus
 from genserve.engine.api import RequestUpdate, ServingEngine
 from genserve.server.errors import APIError
 from genserve.server.metrics import Metrics
-from genserve.server.schemas import JobSpec
+from genserve.server.schemas import JobSpec, valid_id
 from genserve.server.settings import ServerSettings
+from genserve.server.signing import load_secret, sign
 from genserve.server.store import Job, JobStore, OutputDir
 from genserve.workloads.trace import deadline_for
 
@@ -55,7 +57,8 @@ class JobService:
         # latest (status, steps_done, steps_total, progress) of active jobs: kept in memory, shown by GET; only
         # status changes and final states are written to SQLite (a restart re-runs a job from its start anyway)
         self._progress: dict[str, tuple[str, int, int, int]] = {}
-        self._cancelling: set[str] = set()
+        self._deleted: set[str] = set()  # deleted by DELETE while active: purged once the engine lets go
+        self.url_secret = load_secret(settings.data_dir)
         self._closing = False
         self.ready = False
         self.admission_samples: deque[float] = deque(maxlen=100_000)  # seconds, app entry -> engine admission
@@ -89,6 +92,12 @@ class JobService:
         status = _STATUS[u.status]
         try:
             if u.status.terminal:
+                with self._lock:
+                    gone = rid in self._deleted
+                if gone:
+                    self._settle(rid, u)
+                    self._purge(rid, u.outputs)
+                    return
                 fields: dict[str, Any] = dict(status=status, steps_done=u.steps_done, steps_total=u.steps_total,
                                               progress=u.progress if u.status is RequestStatus.DONE else
                                               min(u.progress, 99), completed_at=time.time())
@@ -105,24 +114,60 @@ class JobService:
                 elif u.status is RequestStatus.CANCELLED:
                     fields.update(error_code="cancelled", error=u.error or "cancelled")
                 self.store.update(rid, **fields)
-                with self._lock:
-                    self._active.discard(rid)
-                    self._progress.pop(rid, None)
-                    self._cancelling.discard(rid)
-                    waiter = self._waiters.pop(rid, None)
-                if waiter is not None:
-                    loop, fut = waiter
-                    loop.call_soon_threadsafe(_resolve, fut, u)
+                if self._settle(rid, u):  # deleted meanwhile: the store kept the tombstone, drop it and the file
+                    self._purge(rid, u.outputs)
             else:
                 with self._lock:
                     prev = self._progress.get(rid)
                     self._progress[rid] = (status, u.steps_done, u.steps_total, u.progress)
-                    persist = (prev is None or prev[0] != status) and rid not in self._cancelling
+                    persist = (prev is None or prev[0] != status) and rid not in self._deleted
                 if persist:
                     self.store.update(rid, status=status, steps_done=u.steps_done, steps_total=u.steps_total,
                                       progress=u.progress)
         except Exception:  # never let a store problem kill the engine thread
             log.exception("failed to record update for %s", rid)
+
+    def _settle(self, rid: str, u: RequestUpdate | None) -> bool:
+        """Forget a job that reached a final state; True when it was deleted while active."""
+        with self._lock:
+            self._active.discard(rid)
+            self._progress.pop(rid, None)
+            waiter = self._waiters.pop(rid, None)
+            gone = rid in self._deleted
+        if waiter is not None:
+            loop, fut = waiter
+            loop.call_soon_threadsafe(_resolve, fut, u)
+        return gone
+
+    def _purge(self, rid: str, engine_files=()) -> None:
+        """Remove a deleted job's row and every output it has or may get."""
+        kind = "image" if rid.startswith("img_") else "video"
+        for p in engine_files:
+            try:
+                Path(p).unlink(missing_ok=True)
+            except OSError as e:
+                log.warning("cannot remove output %s of deleted %s: %s", p, rid, e)
+        for ext in self.outputs.EXTS:
+            self.outputs.path_for(rid, kind, ext).unlink(missing_ok=True)
+        self.store.delete(rid)
+        with self._lock:
+            self._deleted.discard(rid)
+
+    def delete_video(self, job: Job) -> None:
+        """DELETE: the video disappears from the API at once. Active work is cancelled at its next step
+        boundary; the row stays as a hidden tombstone (never re-submitted) until the engine reports the end."""
+        if not job.active:
+            self.outputs.remove(job.output)
+            self.store.delete(job.id)
+            return
+        with self._lock:
+            self._deleted.add(job.id)
+        self.store.mark_deleted(job.id)
+        self.engine.cancel(job.id)  # the engine answers with a final update, which purges the tombstone
+        with self._lock:
+            still = job.id in self._active
+        if not still:  # it ended before the tombstone was written (or was never submitted)
+            self._purge(job.id)
 
     def make_request(self, job_id: str, spec: JobSpec, deadline_at: float | None) -> EngineRequest:
         now = self.engine.now
@@ -180,6 +225,8 @@ class JobService:
         """Re-submit videos that were queued or running when the server stopped; fail interrupted images
         (nobody is waiting for them any more). Returns (videos re-submitted, images failed)."""
         resubmitted = failed = 0
+        for job in self.store.tombstones():  # deleted while active before the stop: never run them again
+            self._purge(job.id)
         for job in self.store.unfinished():
             if job.kind == "image":
                 self.store.update(job.id, status="failed", error_code="interrupted", completed_at=time.time(),
@@ -198,9 +245,14 @@ class JobService:
     def close(self) -> None:
         self._closing = True
         with self._lock:
-            waiters = list(self._waiters.values())
+            waiters = list(self._waiters.items())
             self._waiters.clear()
-        for loop, fut in waiters:
+        for job_id, (loop, fut) in waiters:  # images whose caller now gets a 503 (send again): say so in the row
+            try:
+                self.store.update(job_id, status="failed", error_code="interrupted", completed_at=time.time(),
+                                  error="the server shut down before this image finished; send the request again")
+            except Exception:  # noqa: BLE001 - closing must go on
+                log.exception("cannot mark %s interrupted", job_id)
             try:
                 loop.call_soon_threadsafe(_resolve, fut, None)
             except RuntimeError:
@@ -216,16 +268,40 @@ class JobService:
                 job.status, job.steps_done, job.steps_total, job.progress = p
         return job
 
-    def mark_cancelling(self, job_id: str) -> None:
-        with self._lock:
-            self._cancelling.add(job_id)
+    def get_video(self, video_id: str, tenant: str) -> Job:
+        """The caller's video; another tenant's, a deleted or an unknown id are the same 404."""
+        job = self.store.get_owned(video_id, tenant) if valid_id(video_id, "video") else None
+        if job is None or job.kind != "video":
+            raise APIError(404, f"no video with id {video_id!r}; GET /v1/videos lists them", param="video_id",
+                           code="video_not_found")
+        return job
+
+    def poll_after_ms(self, job: Job) -> str:
+        """The openai client's poll helper waits this long between retrieves: about 5% of the job's expected
+        isolated run time, within the settings' bounds."""
+        s, st = job.spec, self.settings
+        try:
+            expected = st.profile.isolated_latency("video", s.model, s.width, s.height, s.frames, s.steps)
+        except Exception:  # noqa: BLE001 - a profile that cannot estimate it: poll at the upper bound
+            expected = st.poll_max_ms / 1000 * 20
+        return str(int(min(st.poll_max_ms, max(st.poll_min_ms, expected * 1000 / 20))))
+
+    def image_url(self, base: str, image_id: str, tenant: str) -> tuple[str, int]:
+        """A signed URL for an image's content and its expiry (unix seconds)."""
+        expires = int(time.time()) + self.settings.image_url_ttl_s
+        sig = sign(self.url_secret, image_id, expires, tenant)
+        return f"{base}/v1/images/{image_id}/content?expires={expires}&signature={sig}", expires
 
     def video_object(self, job: Job) -> dict:
         job = self.live_view(job)
         s = job.spec
+        status = job.status
         error = None
-        if job.status in ("failed", "cancelled") and job.error:
-            error = {"code": job.error_code or job.status, "message": job.error}
+        if status == "cancelled":  # not in the OpenAI status set (queued, in_progress, completed, failed)
+            status = "failed"
+            error = {"code": "cancelled", "message": job.error or "cancelled"}
+        elif status == "failed" and job.error:
+            error = {"code": job.error_code or "failed", "message": job.error}
         return {
             "id": job.id,
             "object": "video",
@@ -233,9 +309,9 @@ class JobService:
             "completed_at": int(job.completed_at) if job.completed_at and job.status == "completed" else None,
             "expires_at": None,
             "model": s.model,
-            "status": job.status,
+            "status": status,
             "progress": job.progress if job.status != "completed" else 100,
-            "seconds": s.seconds,
+            "seconds": clip_seconds(s.frames, self.settings.fps),  # the clip's length, not the request's
             "size": s.size,
             "prompt": s.prompt,
             "error": error,
@@ -245,12 +321,17 @@ class JobService:
             "num_inference_steps": s.steps,
             "steps_done": job.steps_done,
             "seed": s.seed,
-            "deadline_at": int(job.deadline_at) if job.deadline_at else None,
+            "deadline_at": round(job.deadline_at, 3) if job.deadline_at else None,  # ms: deadlines are short
             "deadline_s": round(job.deadline_at - job.created_at, 4) if job.deadline_at else None,
             "latency_s": round(job.completed_at - job.created_at, 4)
             if job.completed_at and job.status == "completed" else None,
             "met_deadline": job.met_deadline,
         }
+
+
+def clip_seconds(frames: int, fps: int) -> str:
+    """frames / fps as the string the openai client's `seconds` field expects, e.g. 17 at 8 fps -> "2.125"."""
+    return f"{frames / fps:.4f}".rstrip("0").rstrip(".")
 
 
 def _resolve(fut: asyncio.Future, value) -> None:

@@ -18,8 +18,12 @@ router = APIRouter()
 async def health(server: JobService = Depends(service)):
     settings, engine = server.settings, server.engine
     engine_error = getattr(engine, "error", None)
-    ok = server.ready and not server._closing and not engine_error
-    body = {"status": "ok" if ok else "unavailable", "engine": settings.engine_kind,
+    lifecycle = getattr(server, "lifecycle", None)  # phases: starting, ready, draining, stopping, failed
+    phase = lifecycle.phase if lifecycle is not None else "ready"
+    engine_error = engine_error or (lifecycle.error if lifecycle is not None else None)
+    ok = server.ready and not server._closing and not engine_error and phase == "ready"
+    status = "ok" if ok else "unavailable" if engine_error or phase in ("ready", "failed") else phase
+    body = {"status": status, "engine": settings.engine_kind,
             "in_flight": server.active_count(), "uptime_s": round(time.time() - server.started_at, 3)}
     if engine_error:
         body["error"] = f"engine stopped: {engine_error}"
