@@ -11,6 +11,7 @@ from genserve.bench import app as bench_app
 from genserve.core.errors import GenServeError
 from genserve.profiles.profiler import profile_command
 from genserve.experiments.cli import experiment as experiment_cmd
+from genserve.experiments.fit_cli import fit_paper as fit_paper_cmd
 from genserve.server.cli import demo as demo_cmd
 from genserve.server.cli import serve as serve_cmd
 from genserve.sim.cli import simulate as simulate_cmd
@@ -25,6 +26,7 @@ app.command("serve")(serve_cmd)
 app.command("demo")(demo_cmd)
 app.command("profile")(profile_command)
 app.command("experiment")(experiment_cmd)
+app.command("fit-paper")(fit_paper_cmd)
 
 
 def fail(message: str) -> None:

@@ -67,12 +67,23 @@ def experiment(
         fail("--scale sizes must be positive multiples of 8")
     exps = [build(n, requests=requests, gpus=gpus, scale_gpus=scale_gpus, scale_requests=scale_requests)
             for n in names]
+    from genserve.workloads.fitted import describe, load_settings
+
+    try:
+        fitted = load_settings(profile)  # a fitted profile's own trace settings and deadline basis (paper-fit)
+    except ValueError as e:
+        fail(str(e))
+    for e in exps:
+        for st in e.settings:
+            st.workload.update(fitted.get("workload", {}))
     # `scale` is costly (genserve decides over hundreds of GPUs): one seed unless asked
     seed_of = {e.name: (scale_seeds or 1) if e.name == "scale" else seeds for e in exps}
-    jobs, index = plan_jobs(exps, seed_of, profile)
+    jobs, index = plan_jobs(exps, seed_of, profile, deadline_basis=fitted.get("deadline_basis", "sp1"))
     t0 = time.perf_counter()
     con.print(f"[bold]{len(jobs)}[/bold] distinct runs ({sum(j['kind'] == 'bound' for j in jobs.values())} bounds) "
               f"for {', '.join(names)}; {workers} worker(s); out: {out}")
+    if fitted:
+        con.print(f"profile {profile}: fitted load settings applied to every setting: {describe(fitted)}")
     cache = out / ".cache"
     cache.mkdir(parents=True, exist_ok=True)
     results: dict = {}
@@ -95,7 +106,9 @@ def experiment(
     results.update(run_jobs(todo, workers=workers, progress=progress and not as_json, on_done=keep))
     wall = time.perf_counter() - t0
     md = [f"# genserve experiments\n\nCommand: `genserve experiment {name} --seeds {seeds} --gpus {gpus} "
-          f"--requests {requests} --workers {workers}`; profile `{profile}`; wall time {wall:.0f} s.\n"]
+          f"--requests {requests} --workers {workers}`; profile `{profile}`; wall time {wall:.0f} s.\n"
+          + (f"\nFitted load settings of `{profile}` (applied to every setting): {describe(fitted)}.\n"
+             if fitted else "")]
     agg = {}
     for e in exps:
         data = report.collect(e, index, results)

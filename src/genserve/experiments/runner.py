@@ -48,7 +48,7 @@ def _requests(job: dict):
 
     prof = Profile.load(job["profile"])
     spec = WorkloadSpec(**job["workload"])
-    return prof, to_requests(generate_trace(spec, prof), prof, job["sigma"])
+    return prof, to_requests(generate_trace(spec, prof), prof, job["sigma"], job.get("deadline_basis", "sp1"))
 
 
 def run_job(job: dict) -> dict[str, Any]:
@@ -99,10 +99,11 @@ def run_job(job: dict) -> dict[str, Any]:
 
 
 def plan_jobs(experiments: list[Experiment], seeds: int | dict[str, int],
-              profile: str = "paper") -> tuple[dict[str, dict], list]:
+              profile: str = "paper", deadline_basis: str = "sp1") -> tuple[dict[str, dict], list]:
     """All distinct jobs, and for each experiment the (setting, seed, variant-or-None, key) it needs.
 
-    seeds: per experiment name, or one count for all."""
+    seeds: per experiment name, or one count for all. deadline_basis: see workloads.trace.isolated_latency (the
+    default "sp1" adds nothing to the jobs, so their keys are unchanged)."""
     jobs: dict[str, dict] = {}
     index = []
     for exp in experiments:
@@ -111,6 +112,8 @@ def plan_jobs(experiments: list[Experiment], seeds: int | dict[str, int],
             for seed in range(n_seeds):
                 wl = _normalise(dict(st.workload, seed=seed))
                 common = {"workload": wl, "sigma": st.sigma, "gpus": st.gpus, "profile": profile}
+                if deadline_basis != "sp1":
+                    common["deadline_basis"] = deadline_basis
                 bjob = dict(common, kind="bound", intervals=st.bound_intervals)
                 bk = job_key(bjob)
                 jobs[bk] = bjob
@@ -135,6 +138,11 @@ def _normalise(workload: dict) -> dict:
     d = asdict(WorkloadSpec(**workload))
     for k in ("rate", "cv", "alpha"):
         d[k] = float(d[k])
+    for k in ("skew_seed", "image_weights", "video_weights"):  # optional (fitted loads): keys unchanged when unset
+        if d.get(k) is None:
+            d.pop(k, None)
+        elif k != "skew_seed":
+            d[k] = [float(x) for x in d[k]]
     return d
 
 

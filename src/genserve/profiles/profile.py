@@ -20,7 +20,7 @@ from pydantic import ValidationError as PydanticValidationError
 from genserve.core.errors import ProfileError
 from genserve.profiles.schema import ImageModel, ProfileDoc, VideoModel
 
-BUNDLED = ("paper", "tiny-cpu")
+BUNDLED = ("paper", "tiny-cpu", "paper-fit")
 
 
 def _interp(xs: list[float], ys: list[float], x: float, what: str) -> float:

@@ -126,14 +126,23 @@ def simulate(
     # ---- traces --------------------------------------------------------------------------------------------
     try:
         prof = Profile.load(profile)
+        from genserve.workloads.fitted import describe, load_settings
+
+        # a fitted profile's own trace settings (paper-fit): used where the option is left at its default
+        fitted = load_settings(profile)
+        basis = fitted.get("deadline_basis", "sp1")
+        given = {"arrival": (arrival, "poisson"), "cv": (cv, 3.0), "alpha": (alpha, 1.0)}
+        extra = {k: v for k, v in fitted.get("workload", {}).items() if k not in given or given[k][0] == given[k][1]}
+        if fitted and not as_json:
+            typer.echo(f"profile {profile}: fitted load settings: {describe(fitted)}")
         traces = []
         if trace is not None:
-            traces.append((None, to_requests(read_trace(trace), prof, sigma)))
+            traces.append((None, to_requests(read_trace(trace), prof, sigma, basis)))
         else:
             for k in range(seeds):
-                spec = WorkloadSpec(requests=requests, rate=rate, mix=mix, arrival=arrival, cv=cv,
-                                    resolutions=resolutions, alpha=alpha, seed=seed + k)
-                traces.append((seed + k, to_requests(generate_trace(spec, prof), prof, sigma)))
+                spec = WorkloadSpec(**dict(dict(requests=requests, rate=rate, mix=mix, arrival=arrival, cv=cv,
+                                                resolutions=resolutions, alpha=alpha, seed=seed + k), **extra))
+                traces.append((seed + k, to_requests(generate_trace(spec, prof), prof, sigma, basis)))
     except (GenServeError, ValueError, OSError) as e:
         _fail(str(e))
     if not traces[0][1]:

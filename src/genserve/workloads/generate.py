@@ -2,7 +2,11 @@
 
 Mix: the video share of requests ("light" 0.2, "balanced" 0.5, "heavy" 0.8, or "V:I" such as "70:30").
 Resolutions: "uniform" over the profile's default sizes, or "skewed": weights drawn once per trace from
-Dirichlet(alpha) (default alpha 1.0, as in the paper), separately for images and videos.
+Dirichlet(alpha) (default alpha 1.0, as in the paper), separately for images and videos. Optional, for fitting the
+paper's load (the paper does not say whether its weights were drawn per trace): `skew_seed` draws the skewed
+weights once from their own generator seeded with it, so every trace of a setting shares them, and
+`image_weights` / `video_weights` fix them outright (either overrides the per-trace draw; the trace's own draws
+are then unchanged otherwise).
 """
 
 from __future__ import annotations
@@ -55,6 +59,9 @@ class WorkloadSpec:
     image_sizes: tuple[tuple[int, int], ...] | None = None
     video_sizes: tuple[tuple[int, int, int], ...] | None = None
     sigma: float | None = None  # written into each record when set
+    skew_seed: int | None = None  # skewed: weights drawn once from this seed (shared by all traces), not per trace
+    image_weights: tuple[float, ...] | None = None  # skewed: fixed weights over image_sizes (override any draw)
+    video_weights: tuple[float, ...] | None = None  # skewed: fixed weights over video_sizes
 
 
 def _weights(kind: str, n: int, alpha: float, rng: np.random.Generator) -> np.ndarray:
@@ -67,6 +74,26 @@ def _weights(kind: str, n: int, alpha: float, rng: np.random.Generator) -> np.nd
     raise ValueError(f"unknown resolution distribution {kind!r}; choose uniform or skewed")
 
 
+def _fixed_weights(spec: WorkloadSpec, n_img: int, n_vid: int) -> tuple[np.ndarray, np.ndarray]:
+    """Skewed weights shared by every trace: explicit ones, else one Dirichlet(alpha) draw from `skew_seed`."""
+    drawn = None
+    if spec.skew_seed is not None:
+        g = np.random.default_rng(spec.skew_seed)
+        drawn = (_weights("skewed", n_img, spec.alpha, g), _weights("skewed", n_vid, spec.alpha, g))
+    out = []
+    for k, (given, n) in enumerate(((spec.image_weights, n_img), (spec.video_weights, n_vid))):
+        if given:
+            w = np.asarray(given, dtype=float)
+            if len(w) != n or (w < 0).any() or w.sum() <= 0:
+                raise ValueError(f"weights {tuple(given)} must be {n} non-negative numbers, not all 0")
+            out.append(w / w.sum())
+        elif drawn is not None:
+            out.append(drawn[k])
+        else:
+            out.append(np.full(n, 1.0 / n))
+    return out[0], out[1]
+
+
 def generate_trace(spec: WorkloadSpec, profile) -> list[TraceRecord]:
     """Draw a trace. One Generator drives every draw in a fixed order, so a seed fixes the trace byte for byte."""
     defaults = profile.doc.defaults
@@ -77,8 +104,11 @@ def generate_trace(spec: WorkloadSpec, profile) -> list[TraceRecord]:
     share = parse_mix(spec.mix)
     rng = np.random.default_rng(spec.seed)
     times = arrival_times(spec.arrival, spec.rate, spec.requests, rng, spec.cv)
-    w_img = _weights(spec.resolutions, len(image_sizes), spec.alpha, rng)
-    w_vid = _weights(spec.resolutions, len(video_sizes), spec.alpha, rng)
+    if spec.resolutions == "skewed" and (spec.skew_seed is not None or spec.image_weights or spec.video_weights):
+        w_img, w_vid = _fixed_weights(spec, len(image_sizes), len(video_sizes))
+    else:
+        w_img = _weights(spec.resolutions, len(image_sizes), spec.alpha, rng)
+        w_vid = _weights(spec.resolutions, len(video_sizes), spec.alpha, rng)
     is_video = rng.random(spec.requests) < share
     img_idx = rng.choice(len(image_sizes), size=spec.requests, p=w_img)
     vid_idx = rng.choice(len(video_sizes), size=spec.requests, p=w_vid)

@@ -59,12 +59,42 @@ class TraceRecord(BaseModel):
         return json.dumps(self.model_dump(exclude_none=True), separators=(",", ":"))
 
 
+DEADLINE_BASES = ("sp1", "sp2", "sp4", "sp8", "fastest")
+
+
+def isolated_latency(profile, modality: str, model: str, width: int, height: int, frames: int, steps: int | None,
+                     basis: str = "sp1") -> float:
+    """The isolated end-to-end latency a deadline is based on.
+
+    basis "sp1" (default): one GPU, batch 1, SP 1, encode + steps + decode (profile.isolated_latency).
+    basis "sp2" / "sp4" / "sp8": a video at that SP degree (the highest profiled degree not above it);
+    "fastest": a video at its fastest profiled SP degree. Images: batch 1 on one GPU under every basis. The paper
+    says only "offline end-to-end latency"; which configuration it means is one of the unknowns fitted in
+    genserve/experiments/fit.py."""
+    if basis not in DEADLINE_BASES:
+        raise ValueError(f"unknown deadline basis {basis!r}; choose one of {', '.join(DEADLINE_BASES)}")
+    if basis == "sp1" or str(getattr(modality, "value", modality)) == "image":
+        return profile.isolated_latency(modality, model, width, height, frames, steps)
+    n = profile.default_steps(model) if steps is None else steps
+    degrees = profile.degrees(model)
+    if basis == "fastest":
+        step = min(profile.video_step(model, width, height, frames, p) for p in degrees)
+    else:
+        cap = int(basis[2:])
+        step = profile.video_step(model, width, height, frames, max([p for p in degrees if p <= cap] or [1]))
+    return profile.text_encode(model) + n * step + profile.video_decode(model, width, height, frames)
+
+
 def deadline_for(profile, modality: str, model: str, width: int, height: int, frames: int, steps: int | None,
-                 arrival: float, sigma: float) -> float:
-    """arrival + sigma * 1.5 * isolated latency (one GPU, batch 1, SP 1, encode + steps + decode)."""
+                 arrival: float, sigma: float, basis: str = "sp1") -> float:
+    """arrival + sigma * 1.5 * isolated latency (default basis "sp1": one GPU, batch 1, SP 1, encode + steps +
+    decode; see `isolated_latency`)."""
     if sigma <= 0:
         raise ValueError(f"sigma must be positive, got {sigma}")
-    return arrival + sigma * SLO_FACTOR * profile.isolated_latency(modality, model, width, height, frames, steps)
+    if basis == "sp1":
+        return arrival + sigma * SLO_FACTOR * profile.isolated_latency(modality, model, width, height, frames, steps)
+    return arrival + sigma * SLO_FACTOR * isolated_latency(profile, modality, model, width, height, frames, steps,
+                                                           basis)
 
 
 def write_trace(records: Iterable[TraceRecord], path: str | Path) -> None:
@@ -103,8 +133,9 @@ def read_trace(path: str | Path) -> list[TraceRecord]:
     return out
 
 
-def to_requests(records: Iterable[TraceRecord], profile, sigma: float = 1.0) -> list[Request]:
-    """Turn records into requests sorted by arrival, filling steps and deadlines from the profile."""
+def to_requests(records: Iterable[TraceRecord], profile, sigma: float = 1.0, basis: str = "sp1") -> list[Request]:
+    """Turn records into requests sorted by arrival, filling steps and deadlines from the profile (`basis`: which
+    configuration's isolated latency the deadlines use, see `isolated_latency`)."""
     out = []
     for rec in records:
         try:
@@ -113,7 +144,7 @@ def to_requests(records: Iterable[TraceRecord], profile, sigma: float = 1.0) -> 
                 deadline = rec.deadline
             else:
                 deadline = deadline_for(profile, rec.modality, rec.model, rec.width, rec.height, rec.frames, steps,
-                                        rec.arrival, rec.sigma or sigma)
+                                        rec.arrival, rec.sigma or sigma, basis)
         except ProfileError as e:
             raise TraceError(f"request {rec.id!r}: {e}") from None
         out.append(Request(id=rec.id, modality=Modality(rec.modality), model=rec.model, prompt=rec.prompt,
