@@ -19,6 +19,7 @@ BENCHMARKS: dict[str, str] = {
     "engine": "engine",
     "bound": "bound",
     "scheduler": "scheduler",
+    "fidelity": "fidelity",
 }
 
 for _name, _module in BENCHMARKS.items():

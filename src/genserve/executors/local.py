@@ -204,6 +204,7 @@ class LocalExecutor:
         self.step_overheads: list[float] = []  # s between a StepDone reply arriving and the next step command
         self.step_durations: list[tuple[str, int, str, float]] = []  # (rid, degree, setup, worker-measured s)
         self.op_times: dict[str, list[float]] = {}  # op -> command round trips (send to last reply), seconds
+        self.op_durations: dict[str, list[tuple]] = {}  # "batch" / "decode" -> (request ids, worker-measured s)
         self.restarts = 0
         self.recovered_steps = 0
         self.log: list[tuple[float, str, str]] = []  # (engine time, kind, text): faults, restarts, failures
@@ -660,10 +661,12 @@ class LocalExecutor:
             job.status = "done"
             for rid, path in zip(job.rids, payload.get("paths", [])):
                 self.outputs[rid] = path
+            _capped(self.op_durations.setdefault(op, []), (job.rids, payload.get("duration", 0.0)))
             events.append(BatchDone(now, job.rids, job.leader, payload.get("duration", 0.0)))
         elif op == "decode":
             job.status = "done"
             self.outputs[job.rid] = payload["path"]
+            _capped(self.op_durations.setdefault(op, []), ((job.rid,), payload.get("duration", 0.0)))
             self._forget(job.rid)
             events.append(VideoDone(now, job.rid, job.leader))
         elif op == "reinit":

@@ -69,8 +69,9 @@ class SimExecutor:
     supports_multi_step = True
 
     def __init__(self, profile, cluster: ClusterSpec, clock, schedule: Callable[[float, Event], list],
-                 log: bool = False) -> None:
+                 log: bool = False, commands: list | None = None) -> None:
         self.profile = profile
+        self.cmd_log = commands  # when a list: (kind, request ids, gpus, setup, source) per command (fidelity bench)
         self.cluster = cluster
         self.clock = clock
         self.schedule = schedule
@@ -80,17 +81,35 @@ class SimExecutor:
         self.log: list[Interval] | None = [] if log else None
         self.commands = 0
         self._runs: dict[str, _Run] = {}
+        self._costs: dict[str, tuple[float, float, float]] = {}  # model -> (dispatch, busy - 1, busy decode - 1)
+
+    def _engine_costs(self, model: str) -> tuple[float, float, float]:
+        """The optional engine costs of `model` (all 0.0 for profiles without them), looked up once."""
+        c = self._costs.get(model)
+        if c is None:
+            p = self.profile
+            c = self._costs[model] = (p.dispatch_cost(model), p.busy_factor(model) - 1.0,
+                                      p.busy_factor(model, True) - 1.0)
+        return c
 
     def attach(self, emit: Callable[[Event], None]) -> None:
         self.emit = emit
 
-    def _occupy(self, gpus: Sequence[int], duration: float, kind: str, ids: tuple[str, ...]) -> tuple[float, float]:
+    def _occupy(self, gpus: Sequence[int], duration: float, kind: str, ids: tuple[str, ...],
+                holder: int | None = None, hand_s: float = 0.0, slow: float = 0.0) -> tuple[float, float]:
         now = self.clock.now()
         ready = self.ready
         start = now
         for g in gpus:
             if ready[g] > start:
                 start = ready[g]
+        if holder is not None:  # the state comes from a GPU outside the group: it hands it over once its queue is done
+            if ready[holder] > start:
+                start = ready[holder]
+            ready[holder] = start + hand_s
+            self.busy_s[holder] += hand_s
+        if slow:
+            duration *= self._slowdown(gpus, start, slow)
         end = start + duration
         busy = self.busy_s
         for g in gpus:
@@ -102,11 +121,25 @@ class SimExecutor:
         self.commands += 1
         return start, end
 
+    def _slowdown(self, gpus: Sequence[int], start: float, slow: float) -> float:
+        """Shared cores (profile busy_factor): 1 + (factor - 1) * (other devices busy at `start`) / (n - 1)."""
+        ready = self.ready
+        n = len(ready)
+        if n < 2:
+            return 1.0
+        others = sum(1 for g in range(n) if ready[g] > start and g not in gpus)
+        return 1.0 + slow * others / (n - 1)
+
     def start_batch(self, requests: Sequence[Request], gpu: int) -> None:
         r = requests[0]
         dur = self.profile.image_latency(r.model, r.width, r.height, len(requests), r.steps)
+        dispatch, slow, _ = self._engine_costs(r.model)
+        if dispatch:
+            dur += dispatch
         ids = tuple(q.id for q in requests)
-        start, end = self._occupy((gpu,), dur, "image", ids)
+        if self.cmd_log is not None:
+            self.cmd_log.append(("batch", ids, (gpu,), "", None))
+        start, end = self._occupy((gpu,), dur, "image", ids, slow=slow)
         self.schedule(end, _event(BatchDone, time=end, request_ids=ids, gpu=gpu, duration=end - start))
 
     def run_step(self, request: Request, step: int, gpus: tuple[int, ...], setup: StepSetup,
@@ -114,15 +147,32 @@ class SimExecutor:
         r = request
         prof = self.profile
         step_s = prof.video_step(r.model, r.width, r.height, r.frames, len(gpus))
+        dispatch, slow, _ = self._engine_costs(r.model)
+        if dispatch:
+            step_s += dispatch  # every step is a command of its own on a live engine
         first = step_s
+        holder = None
+        hand = 0.0
         if setup is _FRESH:
             first += prof.text_encode(r.model)
+        elif source_gpu is not None and source_gpu not in gpus and \
+                (hand := prof.handover_cost(r.model, len(gpus))) is not None:
+            first += hand  # measured handovers (profiles with handover_s): the holder's queue is waited for
+            holder = source_gpu
         elif setup is _RESUME:
             first += prof.resume_cost(r.model, len(gpus))
         elif setup is _RECONFIGURE:
             first += prof.reconfigure_cost(r.model, len(gpus))
+        if self.cmd_log is not None:
+            self.cmd_log.append(("step", (r.id,), tuple(gpus), setup.value, source_gpu))
+        if slow:  # scale the run up front, so that a multi-step run's boundaries stay start + first + i * step_s
+            t = max([self.clock.now()] + [self.ready[g] for g in gpus] +
+                    ([self.ready[holder]] if holder is not None else []))
+            f = self._slowdown(gpus, t, slow)
+            first *= f
+            step_s *= f
         log_at = len(self.log) if self.log is not None else -1
-        start, end = self._occupy(gpus, first + (count - 1) * step_s, "step", (r.id,))
+        start, end = self._occupy(gpus, first + (count - 1) * step_s, "step", (r.id,), holder, hand or 0.0)
         last = step + count - 1
         handle = self.schedule(end, _event(StepDone, time=end, request_id=r.id, step=last, gpus=gpus,
                                            duration=step_s if count > 1 else end - start, final=True))
@@ -172,7 +222,10 @@ class SimExecutor:
         r = request
         self._runs.pop(r.id, None)
         dur = self.profile.video_decode(r.model, r.width, r.height, r.frames)
-        start, end = self._occupy((gpu,), dur, "decode", (r.id,))
+        dispatch, _, slow = self._engine_costs(r.model)
+        if dispatch:
+            dur += dispatch
+        start, end = self._occupy((gpu,), dur, "decode", (r.id,), slow=slow)
         self.schedule(end, _event(VideoDone, time=end, request_id=r.id, gpu=gpu))
 
     def discard(self, request: Request, gpus: tuple[int, ...]) -> None:

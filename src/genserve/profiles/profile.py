@@ -73,7 +73,7 @@ class Profile:
         return cls.from_dict(data, key)
 
     def to_dict(self) -> dict[str, Any]:
-        return self.doc.model_dump(mode="json", by_alias=True)
+        return self.doc.model_dump(mode="json", by_alias=True, exclude_none=True)  # absent optional fields stay absent
 
     def scaled(self, image_k: float, video_k: float, name: str | None = None) -> "Profile":
         """A copy with every image time multiplied by `image_k` and every video time by `video_k`.
@@ -108,7 +108,8 @@ class Profile:
             "x": [float(p.width * p.height) for p in pts],
             "batches": batches,
             "step": {b: [p.step_s[b] for p in pts] for b in batches},
-            "decode": {b: [p.decode_s[b] for p in pts] for b in batches},
+            "decode": {b: [p.decode_s[b] + (p.write_s[b] if p.write_s else 0.0) for p in pts] for b in batches}
+            if any(p.write_s for p in pts) else {b: [p.decode_s[b] for p in pts] for b in batches},
         }
 
     @staticmethod
@@ -119,7 +120,8 @@ class Profile:
             "x": [float(p.width * p.height * p.frames) for p in pts],
             "degrees": degrees,
             "step": {d: [p.step_s[d] for p in pts] for d in degrees},
-            "decode": [p.decode_s for p in pts],
+            "decode": [p.decode_s + (p.write_s or 0.0) for p in pts] if any(p.write_s for p in pts)
+            else [p.decode_s for p in pts],  # decode_s exactly when no point has write_s
         }
 
     def _image_model(self, model: str) -> ImageModel:
@@ -187,7 +189,8 @@ class Profile:
         x = float(width * height)
         step = self._batch_interp(ax["step"], ax["batches"], ax["x"], x, batch, what)
         decode = self._batch_interp(ax["decode"], ax["batches"], ax["x"], x, batch, what)
-        value = spec.text_encode_s + n * step + decode
+        enc = spec.text_encode_s if spec.prepare_s is None else batch * spec.prepare_s
+        value = enc + n * step + decode
         self._cache[key] = value
         return value
 
@@ -218,7 +221,23 @@ class Profile:
         return value
 
     def text_encode(self, model: str) -> float:
-        return self._any_model(model).text_encode_s
+        spec = self._any_model(model)
+        return spec.text_encode_s if spec.prepare_s is None else spec.prepare_s
+
+    def dispatch_cost(self, model: str) -> float:
+        """Per command on a live engine (0.0 unless the profile measured it)."""
+        return self._any_model(model).dispatch_s or 0.0
+
+    def busy_factor(self, model: str, decode: bool = False) -> float:
+        """Slowdown of a command with every device busy (1.0 unless the profile measured it, schema.py)."""
+        spec = self._any_model(model)
+        f = getattr(spec, "busy_decode_factor", None) if decode else None
+        return f or spec.busy_factor or 1.0
+
+    def handover_cost(self, model: str, degree: int) -> float | None:
+        """Moving a state from a holder outside the new group of `degree`; None unless the profile measured it."""
+        table = self._video_model(model).handover_s
+        return None if table is None else self._lookup_degree(table, model, degree, "handover_s")
 
     def pause_cost(self, model: str) -> float:
         return self._video_model(model).pause_s

@@ -76,6 +76,18 @@ def sp_degrees(n_devices: int) -> list[int]:
 
 
 # ---- per-rank program ------------------------------------------------------------------------------------------
+class _Solo:
+    """Where a one-device operation runs: a truthy/falsy marker `timed` recognises (mean over ranks when busy)."""
+
+    __slots__ = ("on",)
+
+    def __init__(self, on: bool) -> None:
+        self.on = on
+
+    def __bool__(self) -> bool:
+        return self.on
+
+
 def _rank_profile(rank: int, world: int, cfg: dict) -> dict:
     import torch
     import torch.distributed as dist
@@ -102,12 +114,16 @@ def _rank_profile(rank: int, world: int, cfg: dict) -> dict:
         if cuda:
             torch.cuda.synchronize()
 
-    def timed(fn: Callable[[], Any], active: bool, n: int | None = None) -> float:
+    busy = cfg.get("all_busy", False)  # one-device operations run on every device at once (see measure())
+
+    def timed(fn: Callable[[], Any], active: bool, n: int | None = None, mean: bool = False) -> float:
         """Median of the slowest rank's time for fn (run where `active`) over at least `repeats` runs after
         `warmup`, and more (up to MAX_REPEAT_FACTOR x repeats) until MIN_TIMED_S has been timed: cheap operations
         get many samples, which a loaded machine needs. Every rank sees the same reduced times, so every rank
         takes the same number of turns."""
         times: list[float] = []
+        one = True if active is SOLO else None
+        active = bool(active)
         n_min = n or repeats
         i = 0
         while i < warmup + n_min or (sum(times) < min_timed and len(times) < MAX_REPEAT_FACTOR * n_min):
@@ -118,17 +134,34 @@ def _rank_profile(rank: int, world: int, cfg: dict) -> dict:
                 fn()
                 sync()
             dt = torch.tensor([time.perf_counter() - t0], dtype=torch.float64, device=coll)
-            dist.all_reduce(dt, op=dist.ReduceOp.MAX)
+            if mean or (busy and active and one is not None):  # every rank ran its own copy: their mean
+                dist.all_reduce(dt, op=dist.ReduceOp.SUM)
+                dt /= world
+            else:
+                dist.all_reduce(dt, op=dist.ReduceOp.MAX)
             if i > warmup:
                 times.append(dt.item())
         return statistics.median(times)
 
+    SOLO = _Solo(busy or rank == 0)  # truthy where a one-device operation runs (rank 0, or every rank when busy)
+    costs = cfg.get("engine_costs", False)  # also what a worker pays around the model (see schema.py)
+    busy_steps = min(DEFAULT_MAX_STEPS, warmup + MAX_REPEAT_FACTOR * 10 + 1)  # states for the n=10 busy timings
+    spool = None
+    import shutil
+    import tempfile
+
+    if costs and SOLO:
+        spool = Path(tempfile.mkdtemp(prefix="genserve-profile-"))
     t0 = time.perf_counter()
     # ---- image model: rank 0 alone
     if cfg["image_model"]:
-        img = load_adapter(cfg["image_model"], device) if rank == 0 else None
+        img = load_adapter(cfg["image_model"], device) if SOLO or (costs and world > 1) else None
         out["log"].append(f"image model loaded in {time.perf_counter() - t0:.1f}s")
-        out["image"]["text_encode_s"] = timed(lambda: img.encode(PROMPT), rank == 0)
+        out["image"]["text_encode_s"] = timed(lambda: img.encode(PROMPT), SOLO)
+        if costs:
+            out["image"]["prepare_s"] = timed(lambda: img.prepare({"prompt": PROMPT, "width": cfg["image_sizes"][0][0],
+                                                                   "height": cfg["image_sizes"][0][1], "steps": 8,
+                                                                   "seed": 0}), SOLO)
         steps_needed = min(DEFAULT_MAX_STEPS, warmup + MAX_REPEAT_FACTOR * repeats + 1)
         for (w, h) in cfg["image_sizes"]:
             why = ""
@@ -145,9 +178,20 @@ def _rank_profile(rank: int, world: int, cfg: dict) -> dict:
             row: dict[str, dict[int, float]] = {"step_s": {}, "decode_s": {}}
             for b in cfg["batches"]:
                 states = ([img.prepare({"prompt": PROMPT, "width": w, "height": h, "steps": steps_needed, "seed": j})
-                           for j in range(b)] if rank == 0 else [])
-                row["step_s"][b] = timed(lambda: img.step_batch(states), rank == 0)
-                row["decode_s"][b] = timed(lambda: img.decode_batch(states), rank == 0)
+                           for j in range(b)] if SOLO else [])
+                row["step_s"][b] = timed(lambda: img.step_batch(states), SOLO)
+                row["decode_s"][b] = timed(lambda: img.decode_batch(states), SOLO)
+                if costs:
+                    from genserve.models import save_png
+
+                    pics = img.decode_batch(states) if SOLO else []
+                    row.setdefault("write_s", {})[b] = timed(
+                        lambda: [save_png(x, spool / f"i{j}.png") for j, x in enumerate(pics)], SOLO)
+            if costs and world > 1:  # the same b=1 step with every device computing its own at once
+                mine = [img.prepare({"prompt": PROMPT, "width": w, "height": h, "steps": busy_steps, "seed": rank})
+                        for _ in range(2)]  # a fresh state per timing: up to MAX_REPEAT_FACTOR x 10 steps each
+                row["alone_step_s"] = timed(lambda: img.step_batch([mine[0]]), SOLO, n=10)  # next to the busy one
+                row["busy_step_s"] = timed(lambda: img.step_batch([mine[1]]), True, n=10, mean=True)
             out["image"][f"{w}x{h}"] = row
             out["log"].append(f"image {w}x{h} done at {time.perf_counter() - t0:.1f}s")
         del img
@@ -156,7 +200,11 @@ def _rank_profile(rank: int, world: int, cfg: dict) -> dict:
         vid = load_adapter(cfg["video_model"], device)
         models = [getattr(vid.pipe, "transformer", None), getattr(vid.pipe, "transformer_2", None)]
         out["log"].append(f"video model loaded at {time.perf_counter() - t0:.1f}s")
-        out["video"]["text_encode_s"] = timed(lambda: vid.encode(PROMPT), rank == 0)
+        out["video"]["text_encode_s"] = timed(lambda: vid.encode(PROMPT), SOLO)
+        if costs:
+            w0, h0, f0 = cfg["video_points"][0]
+            out["video"]["prepare_s"] = timed(lambda: vid.prepare({"prompt": PROMPT, "width": w0, "height": h0,
+                                                                   "frames": f0, "steps": 10, "seed": 0}), SOLO)
         steps_needed = min(DEFAULT_MAX_STEPS, warmup + MAX_REPEAT_FACTOR * repeats + 1)
         last_req = None
         measured = []
@@ -172,10 +220,10 @@ def _rank_profile(rank: int, world: int, cfg: dict) -> dict:
             row = {"step_s": {}}
             for p in cfg["degrees"]:
                 gpus = tuple(range(p))
-                member = rank in gpus
+                member = rank in gpus or (p == 1 and busy)
                 state = vid.prepare(req) if member else None  # same seed: the state a move would give every member
                 if p == 1:
-                    row["step_s"][p] = timed(lambda: vid.step(state), member)
+                    row["step_s"][p] = timed(lambda: vid.step(state), SOLO)
                 else:
                     group = reg.group(gpus)
 
@@ -184,10 +232,25 @@ def _rank_profile(rank: int, world: int, cfg: dict) -> dict:
                             vid.step(state)
 
                     row["step_s"][p] = timed(sp_step, member)
-            done = vid.prepare({**req, "steps": 1}) if rank == 0 else None
-            if rank == 0:
+            done = vid.prepare({**req, "steps": 1}) if SOLO else None
+            if SOLO:
                 vid.step(done)
-            row["decode_s"] = timed(lambda: vid.decode(done), rank == 0)
+            row["decode_s"] = timed(lambda: vid.decode(done), SOLO)
+            if costs:
+                from genserve.models import save_mp4
+
+                frames = vid.decode(done) if SOLO else None
+                row["write_s"] = timed(lambda: save_mp4(frames, spool / "v.mp4", fps=cfg.get("fps", 8)), SOLO)
+                if world > 1:  # SP-1 step and decode + write with every device doing its own at once
+                    mine = [vid.prepare({**req, "steps": busy_steps, "seed": rank}) for _ in range(2)]
+                    row["alone_step_s"] = timed(lambda: vid.step(mine[0]), SOLO, n=10)  # next to the busy one
+                    row["busy_step_s"] = timed(lambda: vid.step(mine[1]), True, n=10, mean=True)
+                    fin = vid.prepare({**req, "steps": 1, "seed": rank})
+                    vid.step(fin)
+                    tmp = Path(tempfile.mkdtemp(prefix="genserve-profile-"))
+                    row["busy_decode_s"] = timed(
+                        lambda: save_mp4(vid.decode(fin), tmp / "v.mp4", fps=cfg.get("fps", 8)), True, n=5, mean=True)
+                    shutil.rmtree(tmp, ignore_errors=True)
             out["video"][f"{w}x{h}x{f}"] = row
             out["log"].append(f"video {w}x{h}x{f} done at {time.perf_counter() - t0:.1f}s")
         # pause / resume / reconfigure, at the largest point (the biggest state)
@@ -217,8 +280,12 @@ def _rank_profile(rank: int, world: int, cfg: dict) -> dict:
             target = tuple(range(world - p, world)) if p < world else gpus
             reconf[p] = timed(lambda g=target: move(0, g), rank == 0 or rank in target)
         out["video"]["resume_s"], out["video"]["reconfigure_s"] = resume, reconf
+        if costs:  # a move from a holder outside the new group: what the reconfigure timing above measures
+            out["video"]["handover_s"] = dict(reconf)
         out["video"]["state_bytes"] = len(state.to_bytes()) if rank == 0 else 0
     out["wall_s"] = time.perf_counter() - t0
+    if spool is not None:
+        shutil.rmtree(spool, ignore_errors=True)
     dist.barrier()
     return out
 
@@ -228,8 +295,13 @@ def measure(*, image_model: str = "tiny-sd3", video_model: str = "tiny-wan", dev
             image_sizes: Sequence[tuple[int, int]] | None = None,
             video_points: Sequence[tuple[int, int, int]] | None = None, batches: Sequence[int] = DEFAULT_BATCHES,
             repeats: int = 3, warmup: int = 1, sp_mode: str = "auto", timeout_s: float = 600.0,
-            min_timed_s: float = MIN_TIMED_S) -> dict:
-    """Run the measurement ranks and return rank 0's raw result (seconds, keyed by size strings)."""
+            min_timed_s: float = MIN_TIMED_S, engine_costs: bool = False, all_busy: bool = False) -> dict:
+    """Run the measurement ranks and return rank 0's raw result (seconds, keyed by size strings).
+
+    engine_costs: also prepare_s, write_s, handover_s (schema.py). all_busy: one-device operations (image ops,
+    SP-1 steps, decodes, writes, prepare) run on every device at once, each its own copy, and the mean is kept:
+    what a step costs while the other workers compute too (on CPU slots sharing cores that is not the idle time;
+    the live engine at load is mostly in that state)."""
     from genserve.parallel.launch import run_ranks
 
     devices = list(devices)
@@ -245,7 +317,8 @@ def measure(*, image_model: str = "tiny-sd3", video_model: str = "tiny-wan", dev
     cfg = {"image_model": image_model, "video_model": video_model, "devices": devices,
            "image_sizes": [tuple(s) for s in image_sizes], "video_points": [tuple(s) for s in video_points],
            "batches": sorted(set(batches)), "repeats": max(1, repeats), "warmup": max(0, warmup),
-           "degrees": sp_degrees(len(devices)), "sp_mode": sp_mode, "min_timed_s": min_timed_s}
+           "degrees": sp_degrees(len(devices)), "sp_mode": sp_mode, "min_timed_s": min_timed_s,
+           "engine_costs": engine_costs, "all_busy": all_busy}
     backend = "nccl" if all(cuda) else "gloo"
     t0 = time.perf_counter()
     res = run_ranks(_rank_profile, len(devices), args=(cfg,), timeout_s=timeout_s, backend=backend)[0]
@@ -268,11 +341,16 @@ def to_profile(raw: dict, *, name: str, description: str, image_default_steps: i
                 "step_s": {str(p): r6(v) for p, v in vid[f"{w}x{h}x{f}"]["step_s"].items()},
                 "decode_s": r6(vid[f"{w}x{h}x{f}"]["decode_s"])}
                for (w, h, f) in cfg["video_points"] if f"{w}x{h}x{f}" in vid]
+    if cfg.get("engine_costs"):  # the optional fields (schema.py)
+        for p in img_pts:
+            p["write_s"] = {str(b): r6(v) for b, v in raw["image"][f"{p['width']}x{p['height']}"]["write_s"].items()}
+        for p in vid_pts:
+            p["write_s"] = r6(vid[f"{p['width']}x{p['height']}x{p['frames']}"]["write_s"])
     if defaults is None:
         defaults = {"image_model": cfg["image_model"], "video_model": cfg["video_model"],
                     "image_sizes": [[p["width"], p["height"]] for p in img_pts],
                     "video_sizes": [[p["width"], p["height"], p["frames"]] for p in vid_pts]}
-    return {
+    doc = {
         "schema": SCHEMA_ID, "name": name, "description": description, "defaults": defaults,
         "image_models": {cfg["image_model"]: {"default_steps": image_default_steps,
                                               "text_encode_s": r6(raw["image"]["text_encode_s"]),
@@ -285,12 +363,27 @@ def to_profile(raw: dict, *, name: str, description: str, image_default_steps: i
                                                                 vid["reconfigure_s"].items()},
                                               "points": vid_pts}},
     }
+    if cfg.get("engine_costs"):
+        doc["image_models"][cfg["image_model"]]["prepare_s"] = r6(raw["image"]["prepare_s"])
+        vm = doc["video_models"][cfg["video_model"]]
+        vm["prepare_s"] = r6(vid["prepare_s"])
+        vm["handover_s"] = {str(p): r6(v) for p, v in vid["handover_s"].items()}
+        rows = [vid[f"{w}x{h}x{f}"] for (w, h, f) in cfg["video_points"] if f"{w}x{h}x{f}" in vid]
+        irows = [raw["image"][f"{w}x{h}"] for (w, h) in cfg["image_sizes"] if f"{w}x{h}" in raw["image"]]
+        if rows and "busy_step_s" in rows[0]:  # slowdowns with every device busy (schema.py)
+            r3 = lambda x: float(f"{max(x, 1.0):.3g}")  # noqa: E731 - a slowdown, never a speed-up
+            vm["busy_factor"] = r3(statistics.median(r["busy_step_s"] / r["alone_step_s"] for r in rows))
+            vm["busy_decode_factor"] = r3(statistics.median(r["busy_decode_s"] / (r["decode_s"] + r["write_s"])
+                                                            for r in rows))
+            doc["image_models"][cfg["image_model"]]["busy_factor"] = r3(statistics.median(
+                r["busy_step_s"] / r["alone_step_s"] for r in irows))
+    return doc
 
 
 def run_profile(*, image_model: str = "tiny-sd3", video_model: str = "tiny-wan", devices: Sequence[str] = ("cpu",) * 4,
                 out: str | Path | None = None, repeats: int = 3, warmup: int = 1, sizes: str | None = None,
                 name: str | None = None, base: str = "tiny-cpu", log: Callable[[str], None] = print,
-                min_timed_s: float = MIN_TIMED_S) -> dict:
+                min_timed_s: float = MIN_TIMED_S, engine_costs: bool = False, all_busy: bool = False) -> dict:
     """Measure, build and validate the profile; write it to `out` when given. Keeps the defaults section (model
     names, default sizes, default steps) of the bundled `base` profile when the models are the same."""
     import os
@@ -314,7 +407,8 @@ def run_profile(*, image_model: str = "tiny-sd3", video_model: str = "tiny-wan",
             defaults = b.doc.defaults.model_dump(mode="json")
         steps = {"image": b.default_steps(image_model), "video": b.default_steps(video_model)}
     raw = measure(image_model=image_model, video_model=video_model, devices=devices, image_sizes=img_sizes,
-                  video_points=vid_pts, repeats=repeats, warmup=warmup, min_timed_s=min_timed_s)
+                  video_points=vid_pts, repeats=repeats, warmup=warmup, min_timed_s=min_timed_s,
+                  engine_costs=engine_costs, all_busy=all_busy)
     for line in raw.get("log", []):
         log(f"  {line}")
     try:
@@ -323,7 +417,8 @@ def run_profile(*, image_model: str = "tiny-sd3", video_model: str = "tiny-wan",
         load = "n/a"
     desc = (f"Measured by `genserve profile` on {len(devices)} x {devices[0]} ({platform.node()}, "
             f"{os.cpu_count()} cores, load average {load}) on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
-            f"median of {repeats} after {warmup} warm-up, slowest rank; {raw['total_s']:.0f}s.")
+            f"median of {repeats} after {warmup} warm-up, slowest rank; {raw['total_s']:.0f}s"
+            + ("; engine costs" if engine_costs else "") + ("; all devices busy" if all_busy else "") + ".")
     doc = to_profile(raw, name=name or base, description=desc, image_default_steps=steps["image"],
                      video_default_steps=steps["video"], defaults=defaults)
     Profile.from_dict(doc, "<measured>")  # validates (raises ProfileError on a bad document)
@@ -346,6 +441,9 @@ def profile_command(
     sizes: str = _opt("", "--sizes", help="Points to measure, e.g. 32x32,64x64,64x64x9 (WxH image, WxHxF video); "
                                           "default: the bundled tiny-cpu profile's grid."),
     name: str = _opt("tiny-cpu", "--name", help="Profile name written into the file."),
+    engine_costs: bool = _opt(False, "--engine-costs", help="Also measure prepare, PNG/MP4 writes and handovers "
+                                                            "(optional profile fields, see profiles/schema.py)."),
+    all_busy: bool = _opt(False, "--all-busy", help="Time one-device operations with every device busy at once."),
 ) -> None:
     """Measure the image and video models on this machine's devices and write a latency profile (JSON)."""
     import typer
@@ -356,7 +454,8 @@ def profile_command(
     t0 = time.perf_counter()
     try:
         doc = run_profile(image_model=image_model, video_model=video_model, devices=devs, out=out, repeats=repeats,
-                          warmup=warmup, sizes=sizes or None, name=name, log=typer.echo)
+                          warmup=warmup, sizes=sizes or None, name=name, log=typer.echo, engine_costs=engine_costs,
+                          all_busy=all_busy)
     except (GenServeError, ValueError, OSError, RuntimeError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2)
@@ -369,3 +468,4 @@ def profile_command(
         f"{p['width']}x{p['height']}x{p['frames']} step " + "/".join(f"p{k}={v:.4g}" for k, v in p["step_s"].items())
         + f"s decode {p['decode_s']:.4g}s" for p in vid["points"]))
     typer.echo(f"wrote {out} ({time.perf_counter() - t0:.0f}s)")
+

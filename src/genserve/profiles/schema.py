@@ -40,6 +40,18 @@ All times are seconds. Keys of per-batch and per-degree maps are integers writte
 
 T_img(model, w, h, b, steps) = text_encode_s + steps * step_s(b) + decode_s(b).
 Isolated latency (deadlines): image T_img(b=1); video text_encode_s + steps * T_step(p=1) + decode_s.
+
+Optional fields: costs of a live engine that the bare model times leave out, measured by `genserve profile
+--engine-costs` (and `genserve bench fidelity`); absent, every latency is exactly what the fields above give.
+    image/video model "prepare_s":  per request: text encode + initial latents, as a worker prepares it; replaces
+                                    text_encode_s (images: b * prepare_s per batch of b, each image is encoded)
+    image/video model "dispatch_s": per command (batch, video step, decode): reply, controller round, next command
+    video model "handover_s": {p: s} a resume or SP change whose state lives on a GPU outside the new group: the
+                              move; the simulator also waits for that holder to finish its queued work
+    image point "write_s": {b: s}   PNG files of a batch of b;   video point "write_s": s   the MP4 file
+    image/video model "busy_factor", video model "busy_decode_factor": devices that share a machine's cores (CPU
+        slots) slow each other down: a step (decode + write) takes this many times its time with every device
+        busy; the simulator scales a command by 1 + (factor - 1) * (other devices busy at its start) / (n - 1)
 """
 
 from __future__ import annotations
@@ -67,18 +79,26 @@ def _int_keyed(v: dict) -> dict[int, float]:
     return dict(sorted(out.items()))
 
 
+def _int_keyed_or_none(v: dict | None) -> dict[int, float] | None:
+    return None if v is None else _int_keyed(v)
+
+
 class ImagePoint(_Strict):
     width: int = Field(gt=0)
     height: int = Field(gt=0)
     step_s: dict[int, float]
     decode_s: dict[int, float]
+    write_s: dict[int, float] | None = None  # optional (see the module docstring)
 
     _keys = field_validator("step_s", "decode_s", mode="before")(classmethod(lambda cls, v: _int_keyed(v)))
+    _opt_keys = field_validator("write_s", mode="before")(classmethod(lambda cls, v: _int_keyed_or_none(v)))
 
     @model_validator(mode="after")
     def _same_batches(self) -> "ImagePoint":
         if set(self.step_s) != set(self.decode_s):
             raise ValueError(f"step_s and decode_s must list the same batch sizes at {self.width}x{self.height}")
+        if self.write_s is not None and set(self.write_s) != set(self.step_s):
+            raise ValueError(f"write_s must list the batch sizes of step_s at {self.width}x{self.height}")
         if 1 not in self.step_s:
             raise ValueError(f"batch size 1 must be profiled at {self.width}x{self.height}")
         return self
@@ -90,6 +110,7 @@ class VideoPoint(_Strict):
     frames: int = Field(gt=0)
     step_s: dict[int, float]
     decode_s: float = Field(gt=0)
+    write_s: float | None = Field(default=None, ge=0)  # optional (see the module docstring)
 
     _keys = field_validator("step_s", mode="before")(classmethod(lambda cls, v: _int_keyed(v)))
 
@@ -104,6 +125,9 @@ class ImageModel(_Strict):
     default_steps: int = Field(gt=0)
     text_encode_s: float = Field(ge=0)
     points: list[ImagePoint] = Field(min_length=1)
+    prepare_s: float | None = Field(default=None, ge=0)  # optional (see the module docstring)
+    dispatch_s: float | None = Field(default=None, ge=0)
+    busy_factor: float | None = Field(default=None, ge=1)
 
     @model_validator(mode="after")
     def _consistent(self) -> "ImageModel":
@@ -123,8 +147,14 @@ class VideoModel(_Strict):
     resume_s: dict[int, float]
     reconfigure_s: dict[int, float]
     points: list[VideoPoint] = Field(min_length=1)
+    prepare_s: float | None = Field(default=None, ge=0)  # optional (see the module docstring)
+    dispatch_s: float | None = Field(default=None, ge=0)
+    busy_factor: float | None = Field(default=None, ge=1)
+    handover_s: dict[int, float] | None = None
+    busy_decode_factor: float | None = Field(default=None, ge=1)
 
     _keys = field_validator("resume_s", "reconfigure_s", mode="before")(classmethod(lambda cls, v: _int_keyed(v)))
+    _opt_keys = field_validator("handover_s", mode="before")(classmethod(lambda cls, v: _int_keyed_or_none(v)))
 
     @model_validator(mode="after")
     def _consistent(self) -> "VideoModel":

@@ -60,7 +60,7 @@ def run_simulation(requests: Sequence[Request], policy, cluster: ClusterSpec | i
                    strict: bool = False, log: bool = False, until: float | None = None,
                    coalesce_steps: bool = True, wall_budget_s: float | None = None, executor_profile=None,
                    online_correction=False, scoped_rounds: bool | None = None,
-                   dispatch: bool | None = None) -> SimResult:
+                   dispatch: bool | None = None, commands: list | None = None) -> SimResult:
     """Simulate `requests` under `policy` and return a SimResult (records, counters, `summary()`).
 
     policy: a Policy object, or a registry name (`make_policy(name, options)`).
@@ -78,6 +78,7 @@ def run_simulation(requests: Sequence[Request], policy, cluster: ClusterSpec | i
     scoped_rounds: plan only the touched nodes while nothing waits (engine/scope.py); None: as the policy says.
     dispatch: two-level scheduling (engine/dispatch.py); None: as the policy says (genserve opts in). It needs
     node-scoped rounds (not scoped_rounds=False) and a cluster of several whole nodes; otherwise it is off.
+    commands: a list the simulated executor appends every step and batch command to (bench fidelity's counts).
     The input requests are not modified (each run works on fresh copies). The cyclic garbage collector is off
     during the event loop (none of the bundled policies creates reference cycles): garbage cycles a custom policy
     makes are collected only after the run.
@@ -116,7 +117,7 @@ def run_simulation(requests: Sequence[Request], policy, cluster: ClusterSpec | i
         push(heap, entry)
         return entry
 
-    executor = SimExecutor(executor_profile or profile, cluster, clock, schedule, log=log)
+    executor = SimExecutor(executor_profile or profile, cluster, clock, schedule, log=log, commands=commands)
     ctl = Controller(policy, cluster, profile, executor, clock, strict=strict, coalesce_steps=coalesce_steps,
                      online_correction=online_correction, scoped_rounds=scoped_rounds, dispatch=dispatch)
     # validate every distinct request shape once, up front: a bad trace fails before simulating anything
