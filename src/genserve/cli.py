@@ -11,6 +11,7 @@ from genserve.bench import app as bench_app
 from genserve.core.errors import GenServeError
 from genserve.profiles.profiler import profile_command
 from genserve.experiments.cli import experiment as experiment_cmd
+from genserve.models_cli import app as models_app
 from genserve.experiments.fit_cli import fit_paper as fit_paper_cmd
 from genserve.server.cli import demo as demo_cmd
 from genserve.server.cli import serve as serve_cmd
@@ -21,6 +22,7 @@ app = typer.Typer(help="SLO-aware co-serving of text-to-image and text-to-video 
 trace_app = typer.Typer(help="Generate and check request traces (JSONL).", no_args_is_help=True)
 app.add_typer(trace_app, name="trace")
 app.add_typer(bench_app, name="bench")
+app.add_typer(models_app, name="models")
 app.command("simulate")(simulate_cmd)
 app.command("serve")(serve_cmd)
 app.command("demo")(demo_cmd)

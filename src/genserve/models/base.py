@@ -27,6 +27,7 @@ class Spec:
     guidance_scale: float | None = None
     negative_prompt: str | None = None
     id: str = ""
+    image: Any = None  # image-to-video conditioning frame (PIL image, array or tensor); None for text-to-*
 
     @classmethod
     def of(cls, req: Any) -> "Spec":
@@ -41,7 +42,7 @@ class Spec:
             return cls(prompt=get("prompt"), width=int(get("width")), height=int(get("height")),
                        steps=int(get("steps")), seed=int(_default(get("seed"), 0)),
                        frames=int(_default(get("frames"), 1)), guidance_scale=None if g is None else float(g),
-                       negative_prompt=get("negative_prompt"), id=str(get("id", "") or ""))
+                       negative_prompt=get("negative_prompt"), id=str(get("id", "") or ""), image=get("image"))
         except (TypeError, ValueError) as e:
             raise ValidationError(f"request has a non-numeric size, steps, seed, frames or guidance: {e}") from e
 

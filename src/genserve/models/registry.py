@@ -11,22 +11,34 @@ from genserve.core.errors import ValidationError
 from genserve.models.base import DEFAULT_MAX_STEPS, Adapter
 from genserve.models.tiny import TINY_NAMES, TINY_SD3, TINY_TEXT_LEN, TINY_WAN, build_tiny_sd3, build_tiny_wan
 
+
+def bundled_names() -> list[str]:
+    from genserve.models.catalog import names
+
+    return names()
+
+
 _HF_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
 
 def adapter_for(pipe, name: str, **kw) -> Adapter:
     """Wrap an already built pipeline in the adapter of its family."""
-    from diffusers import StableDiffusion3Pipeline, WanPipeline
+    from diffusers import (FluxPipeline, QwenImagePipeline, StableDiffusion3Pipeline, WanImageToVideoPipeline,
+                           WanPipeline)
 
+    from genserve.models.flux import FluxAdapter
+    from genserve.models.qwen import QwenImageAdapter
     from genserve.models.sd3 import SD3Adapter
-    from genserve.models.wan import WanAdapter
+    from genserve.models.wan import WanAdapter, WanI2VAdapter
 
-    if isinstance(pipe, StableDiffusion3Pipeline):
-        return SD3Adapter(pipe, name, **kw)
-    if isinstance(pipe, WanPipeline):
-        return WanAdapter(pipe, name, **kw)
+    for cls, adapter in ((StableDiffusion3Pipeline, SD3Adapter), (WanPipeline, WanAdapter),
+                         (FluxPipeline, FluxAdapter), (QwenImagePipeline, QwenImageAdapter),
+                         (WanImageToVideoPipeline, WanI2VAdapter)):
+        if isinstance(pipe, cls):
+            return adapter(pipe, name, **kw)
     raise ValidationError(f"model {name!r} is a {type(pipe).__name__}; supported: StableDiffusion3Pipeline "
-                          f"(SD3, SD3.5) and WanPipeline (Wan 2.1, 2.2)")
+                          f"(SD3, SD3.5), FluxPipeline (FLUX.1), QwenImagePipeline (Qwen-Image) and WanPipeline "
+                          f"(Wan 2.1, 2.2)")
 
 
 def load_adapter(name: str, device: str | torch.device = "cpu", dtype: torch.dtype | None = None, *,
@@ -35,6 +47,17 @@ def load_adapter(name: str, device: str | torch.device = "cpu", dtype: torch.dty
     if name in TINY_NAMES:
         pipe = build_tiny_sd3() if name == TINY_SD3 else build_tiny_wan()
         max_sequence_length = max_sequence_length or TINY_TEXT_LEN
+    elif name.split("@")[0] in bundled_names():
+        # A bundled configuration with random weights; "NAME@K" keeps K transformer blocks (and text layers).
+        from genserve.models.catalog import bundled_adapter
+
+        base, _, k = name.partition("@")
+        if k and not (k.isdigit() and int(k) > 0):
+            raise ValidationError(f"model {name!r}: the block count after @ must be a positive integer")
+        if dtype is None and torch.device(device).type == "cuda":
+            dtype = torch.bfloat16  # full-size random weights: as served
+        return bundled_adapter(base, blocks=int(k) if k else None, dtype=dtype, device=device, max_steps=max_steps,
+                               text_len=max_sequence_length or TINY_TEXT_LEN, adapter_name=name)
     elif os.path.isdir(name) or _HF_ID.match(name or ""):
         from diffusers import DiffusionPipeline
 

@@ -64,6 +64,20 @@ def t5_tokenizer(max_length: int = TINY_TEXT_LEN):
     return T5Tokenizer(vocab=pieces, extra_ids=0, model_max_length=max_length)
 
 
+def qwen_tokenizer(max_length: int = 1024 + 34):
+    """A Qwen2 byte-level BPE tokenizer without merges (one token per byte) plus the chat-template specials."""
+    from transformers import Qwen2Tokenizer
+
+    vocab = {ch: i for i, ch in enumerate(_bytes_to_unicode())}
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    for s in specials:
+        vocab[s] = len(vocab)
+    tok = Qwen2Tokenizer(vocab=vocab, merges=[], unk_token=None, bos_token=None, eos_token="<|im_end|>",
+                         pad_token="<|endoftext|>", model_max_length=max_length)
+    tok.add_special_tokens({"additional_special_tokens": specials[1:]})
+    return tok
+
+
 def tiny_sd3_components() -> dict:
     """SD3 pipeline components: MMDiT, KL VAE (x2 downsampling), flow-match Euler, CLIP x2 + T5."""
     from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel

@@ -21,6 +21,7 @@ DEFAULT_GUIDANCE = 5.0  # the pipeline's default
 class WanAdapter(Adapter):
     kind = "video"
     default_guidance = DEFAULT_GUIDANCE
+    default_guidance_2: float | None = None  # Wan 2.2 A14B: the low-noise expert's own default scale
 
     def __init__(self, pipe, name: str, **kw):
         super().__init__(pipe, name, **kw)
@@ -56,6 +57,9 @@ class WanAdapter(Adapter):
         spec = self.validate(req)
         pipe = self.pipe
         g = self.default_guidance if spec.guidance_scale is None else float(spec.guidance_scale)
+        extra = {}
+        if spec.guidance_scale is None and self.default_guidance_2 is not None:
+            extra["guidance_scale_2"] = self.default_guidance_2
         embeds = self.encode(spec.prompt, spec.negative_prompt, g)
         scheduler = self.new_scheduler()
         scheduler.set_timesteps(spec.steps, device=self.device)
@@ -64,7 +68,7 @@ class WanAdapter(Adapter):
         scheduler.set_begin_index(0)
         return State(kind="video", model=self.name, latents=latents, embeds=embeds, scheduler=scheduler, step=0,
                      num_steps=len(scheduler.timesteps), seed=spec.seed, width=spec.width, height=spec.height,
-                     frames=spec.frames, guidance_scale=g, request_id=spec.id)
+                     frames=spec.frames, guidance_scale=g, request_id=spec.id, extra=extra)
 
     @torch.no_grad()
     def step(self, state: State) -> State:
@@ -78,7 +82,12 @@ class WanAdapter(Adapter):
             model, g = pipe.transformer_2, state.extra.get("guidance_scale_2", g)  # Wan 2.2 low-noise expert
         latents = state.latents
         model_in = latents.to(self.dtype)
-        if pipe.config.expand_timesteps:
+        cond = state.embeds.get("condition")
+        if cond is not None:  # image-to-video (TI2V): the first latent frame is the image's, at timestep 0
+            mask = state.embeds["first_frame_mask"]
+            model_in = ((1 - mask) * cond + mask * latents).to(self.dtype)
+            timestep = (mask[0][0][:, ::2, ::2] * t).flatten().unsqueeze(0).expand(latents.shape[0], -1)
+        elif pipe.config.expand_timesteps:
             mask = torch.ones(latents.shape[2:], dtype=torch.float32, device=latents.device)
             timestep = (mask[:, ::2, ::2] * t).flatten().unsqueeze(0).expand(latents.shape[0], -1)
         else:
@@ -100,9 +109,58 @@ class WanAdapter(Adapter):
     def decode(self, state: State) -> torch.Tensor:
         """The video as a float tensor (frames, 3, H, W) in [0, 1], as pipe(output_type="pt") returns it."""
         vae = self.pipe.vae
-        latents = state.latents.to(vae.device, dtype=vae.dtype)
+        latents = state.latents
+        if "condition" in state.embeds:
+            mask = state.embeds["first_frame_mask"]
+            latents = (1 - mask) * state.embeds["condition"] + mask * latents
+        latents = latents.to(vae.device, dtype=vae.dtype)
         z = vae.config.z_dim
         mean = torch.tensor(vae.config.latents_mean).view(1, z, 1, 1, 1).to(latents.device, latents.dtype)
         inv_std = 1.0 / torch.tensor(vae.config.latents_std).view(1, z, 1, 1, 1).to(latents.device, latents.dtype)
         video = vae.decode(latents / inv_std + mean, return_dict=False)[0]
         return self.pipe.video_processor.postprocess_video(video, output_type="pt")[0]
+
+
+class WanI2VAdapter(WanAdapter):
+    """Wan 2.2 TI2V image-to-video (WanImageToVideoPipeline with expand_timesteps, no image encoder): the
+    request's `image` is VAE-encoded into the first latent frame, which every step keeps and runs at timestep 0."""
+
+    @torch.no_grad()
+    def encode(self, prompt: str, negative_prompt: str | None = None, guidance: float = DEFAULT_GUIDANCE) -> dict:
+        # WanPipeline's text encoding (the same code): diffusers 0.42's I2V copy calls ftfy without checking that
+        # it is installed (NameError without the optional ftfy package).
+        from diffusers import WanPipeline
+
+        def t5(text: str):
+            return WanPipeline._get_t5_prompt_embeds(self.pipe, prompt=text, max_sequence_length=self._seq_len,
+                                                     device=self.device).to(self.dtype)
+
+        out = {"prompt_embeds": t5(prompt)}
+        if guidance > 1.0:
+            out["negative_prompt_embeds"] = t5(negative_prompt or "")
+        return out
+
+    def _validate_frames(self, spec: Spec) -> None:
+        super()._validate_frames(spec)
+        if spec.image is None:
+            raise ValidationError(f"{self.name} is image-to-video: the request needs an image")
+        if not self.pipe.config.expand_timesteps or getattr(self.pipe, "image_encoder", None) is not None:
+            raise ValidationError(f"{self.name}: only expand_timesteps image-to-video (Wan 2.2 TI2V) is supported")
+
+    @torch.no_grad()
+    def prepare(self, req: Any) -> State:
+        spec = self.validate(req)
+        pipe = self.pipe
+        g = self.default_guidance if spec.guidance_scale is None else float(spec.guidance_scale)
+        embeds = self.encode(spec.prompt, spec.negative_prompt, g)
+        scheduler = self.new_scheduler()
+        scheduler.set_timesteps(spec.steps, device=self.device)
+        image = pipe.video_processor.preprocess(spec.image, height=spec.height, width=spec.width)
+        latents, cond, mask = pipe.prepare_latents(image.to(self.device, dtype=torch.float32), 1,
+                                                   pipe.vae.config.z_dim, spec.height, spec.width, spec.frames,
+                                                   torch.float32, self.device, self.generator(spec.seed))
+        embeds |= {"condition": cond, "first_frame_mask": mask}
+        scheduler.set_begin_index(0)
+        return State(kind="video", model=self.name, latents=latents, embeds=embeds, scheduler=scheduler, step=0,
+                     num_steps=len(scheduler.timesteps), seed=spec.seed, width=spec.width, height=spec.height,
+                     frames=spec.frames, guidance_scale=g, request_id=spec.id)
