@@ -92,20 +92,27 @@ def profile_show(profile: str = typer.Argument("paper", help="Bundled name or JS
 
     from genserve.profiles import Profile
 
+    from genserve.workloads.fitted import load_settings
+    from genserve.workloads.trace import isolated_latency
+
     try:
         prof = Profile.load(profile)
-    except GenServeError as e:
+        basis = load_settings(profile).get("deadline_basis", "sp1")  # a fitted profile may set another basis
+    except (GenServeError, ValueError) as e:
         fail(str(e))
-    table = Table(title=f"profile {prof.name}: isolated latency (s) and deadline at sigma 1")
+    table = Table(title=f"profile {prof.name}: isolated latency (s, SP 1) and deadline at sigma 1 "
+                        f"(basis {basis})")
     for col in ("modality", "model", "size", "isolated s", "deadline s"):
         table.add_column(col)
     d = prof.doc.defaults
     for w, h in d.image_sizes:
         iso = prof.isolated_latency("image", d.image_model, w, h)
-        table.add_row("image", d.image_model, f"{w}x{h}", f"{iso:.3f}", f"{1.5 * iso:.3f}")
+        dl = 1.5 * isolated_latency(prof, "image", d.image_model, w, h, 1, None, basis)
+        table.add_row("image", d.image_model, f"{w}x{h}", f"{iso:.3f}", f"{dl:.3f}")
     for w, h, f in d.video_sizes:
         iso = prof.isolated_latency("video", d.video_model, w, h, f)
-        table.add_row("video", d.video_model, f"{w}x{h}x{f}", f"{iso:.3f}", f"{1.5 * iso:.3f}")
+        dl = 1.5 * isolated_latency(prof, "video", d.video_model, w, h, f, None, basis)
+        table.add_row("video", d.video_model, f"{w}x{h}x{f}", f"{iso:.3f}", f"{dl:.3f}")
     Console().print(table)
 
 

@@ -206,3 +206,21 @@ def test_plan_jobs_carry_the_deadline_basis_only_when_set():
     _, base = _requests(next(iter(plain.values())))
     for a, b in zip(reqs, base):
         assert (a.deadline <= b.deadline) and (a.modality.value == "video" or a.deadline == b.deadline)
+
+
+def test_profile_show_uses_the_fitted_deadline_basis():
+    # paper-fit's deadlines are based on SP 2 (paper-fit.load.json): profile-show must print those, not SP 1's
+    from typer.testing import CliRunner
+
+    from genserve.cli import app
+    from genserve.workloads.trace import isolated_latency
+
+    prof = Profile.load("paper-fit")
+    d = prof.doc.defaults
+    w, h, f = d.video_sizes[-1]
+    want = 1.5 * isolated_latency(prof, "video", d.video_model, w, h, f, None, "sp2")
+    assert abs(want - 1.5 * prof.isolated_latency("video", d.video_model, w, h, f)) > 1.0  # the bases differ here
+    r = CliRunner().invoke(app, ["profile-show", "paper-fit"])
+    assert r.exit_code == 0, r.output
+    row = [ln for ln in r.output.splitlines() if f"{w}x{h}x{f}" in ln][0]
+    assert f"{want:.3f}" in row and "basis sp2" in " ".join(r.output.split())
