@@ -254,26 +254,22 @@ class OutputDir:
         if same_fs:
             os.replace(src, dst)  # same file system: moving the engine's file in is one atomic rename
             return dst.name
-        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-", suffix=dst.suffix)
-        os.close(fd)
-        try:
-            shutil.copyfile(src, tmp)
-            with open(tmp, "rb") as f:
-                os.fsync(f.fileno())
-            os.replace(tmp, dst)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        with open(src, "rb") as s:
+            self._replace(dst, lambda f: shutil.copyfileobj(s, f))
         return dst.name
 
     def write(self, data: bytes, job_id: str, kind: str, ext: str) -> str:
         """Write `data` as the output of `job_id` with extension `ext` (temporary file, fsync, rename)."""
         dst = self.path_for(job_id, kind, ext)
+        self._replace(dst, lambda f: f.write(data))
+        return dst.name
+
+    def _replace(self, dst: Path, fill) -> None:
+        """fill(f) into a temporary file beside `dst`, fsync, rename over `dst`: readers see all or nothing."""
         fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-", suffix=dst.suffix)
         try:
             with os.fdopen(fd, "wb") as f:
-                f.write(data)
+                fill(f)
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, dst)
@@ -281,7 +277,6 @@ class OutputDir:
             if os.path.exists(tmp):
                 os.unlink(tmp)
             raise
-        return dst.name
 
     def remove(self, name: str | None) -> None:
         p = self.resolve(name)
