@@ -9,6 +9,7 @@ from pathlib import Path
 from genserve.server import ServerSettings, ServerThread, create_app
 
 API_KEY = "test-key-123"
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
 
 
 @contextmanager
@@ -50,3 +51,11 @@ def wait_video(client, video_id: str, timeout: float = 20.0, until=("completed",
         if time.monotonic() > end:
             raise TimeoutError(f"video {video_id} still {v.status} ({v.progress}%) after {timeout} s")
         time.sleep(0.02)
+
+
+def wait_for(pred, timeout: float = 10.0, what: str = "condition") -> None:
+    end = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > end:
+            raise TimeoutError(what)
+        time.sleep(0.005)

@@ -12,22 +12,13 @@ import openai
 import pytest
 from openai.types import Video
 from pydantic import TypeAdapter
-from server_helpers import API_KEY, live_server, make_settings, openai_client, sim_engine, wait_video
+from server_helpers import API_KEY, AUTH, live_server, make_settings, openai_client, sim_engine, wait_for, wait_video
 
 from genserve.core.request import RequestStatus
 from genserve.profiles import Profile
 from genserve.server import ServerSettings
 
-AUTH = {"Authorization": f"Bearer {API_KEY}"}
 LITERAL = ("queued", "in_progress", "completed", "failed")  # openai.types.Video.status
-
-
-def _wait(pred, timeout=10.0, what="condition"):
-    end = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > end:
-            raise TimeoutError(what)
-        time.sleep(0.005)
 
 
 def _fits_client_type(raw: dict) -> None:
@@ -57,7 +48,7 @@ def test_delete_active_video_is_gone_and_its_work_stops(tmp_path):
         keep = client.videos.create(prompt="kept", size="32x32", extra_body={"num_inference_steps": 2})
         v = client.videos.create(prompt="a long pan", size="64x64",
                                  extra_body={"num_frames": 17, "num_inference_steps": 200})
-        _wait(lambda: engine.status(v.id) is not None and engine.status(v.id).steps_done >= 2, what="video ran")
+        wait_for(lambda: engine.status(v.id) is not None and engine.status(v.id).steps_done >= 2, what="video ran")
         d = client.videos.delete(v.id)
         assert d.deleted and d.id == v.id
         with pytest.raises(openai.NotFoundError) as e:
@@ -72,11 +63,11 @@ def test_delete_active_video_is_gone_and_its_work_stops(tmp_path):
         with pytest.raises(openai.NotFoundError):
             client.videos.delete(v.id)
         # the engine stops it at the next step boundary and frees its GPU
-        _wait(lambda: engine.status(v.id).status is RequestStatus.CANCELLED, what="engine cancelled it")
+        wait_for(lambda: engine.status(v.id).status is RequestStatus.CANCELLED, what="engine cancelled it")
         assert engine.status(v.id).steps_done < 200
-        _wait(lambda: engine.ctl.free_gpus() == [0], what="GPU freed")
+        wait_for(lambda: engine.ctl.free_gpus() == [0], what="GPU freed")
         # its row is gone once the engine let go (nothing left to re-submit after a restart)
-        _wait(lambda: srv.app.state.server.store.get(v.id) is None, what="row purged")
+        wait_for(lambda: srv.app.state.server.store.get(v.id) is None, what="row purged")
 
 
 def test_video_deleted_while_running_is_not_resubmitted_and_late_file_is_removed(tmp_path):

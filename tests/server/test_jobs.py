@@ -7,20 +7,11 @@ import time
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from server_helpers import API_KEY, live_server, make_settings, openai_client, sim_engine, wait_video
+from server_helpers import API_KEY, AUTH, live_server, make_settings, openai_client, sim_engine, wait_for, wait_video
 
 from genserve.core.request import RequestStatus
 from genserve.profiles import Profile
 
-AUTH = {"Authorization": f"Bearer {API_KEY}"}
-
-
-def _wait(pred, timeout=10.0, what="condition"):
-    end = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > end:
-            raise TimeoutError(what)
-        time.sleep(0.005)
 
 
 def test_cancel_stops_running_video_at_step_boundary(tmp_path):
@@ -30,12 +21,12 @@ def test_cancel_stops_running_video_at_step_boundary(tmp_path):
         client = openai_client(srv)
         v = client.videos.create(prompt="a long pan", size="64x64",
                                  extra_body={"num_frames": 17, "num_inference_steps": 200})
-        _wait(lambda: (engine.status(v.id) or None) and engine.status(v.id).steps_done >= 3, what="video ran")
+        wait_for(lambda: (engine.status(v.id) or None) and engine.status(v.id).steps_done >= 3, what="video ran")
         at_cancel = engine.status(v.id).steps_done
         t0 = time.monotonic()
         assert client.videos.delete(v.id).deleted
         call_s = time.monotonic() - t0
-        _wait(lambda: engine.status(v.id).status is RequestStatus.CANCELLED, what="cancelled")
+        wait_for(lambda: engine.status(v.id).status is RequestStatus.CANCELLED, what="cancelled")
         final = engine.status(v.id)
         step_s = engine.profile.video_step("tiny-wan", 64, 64, 17, 1)
         # the step in flight when the cancel reached the engine finishes, then the video stops
@@ -112,7 +103,7 @@ def test_overload_returns_429_with_retry_after(tmp_path):
         assert r.status_code == 429 and r.headers["retry-after"] == "3"
         client.videos.delete(a.id)
         client.videos.delete(b.id)
-        _wait(lambda: srv.app.state.server.active_count() == 0, what="slots freed")
+        wait_for(lambda: srv.app.state.server.active_count() == 0, what="slots freed")
         assert client.images.generate(prompt="fits again", size="32x32").data
 
 
