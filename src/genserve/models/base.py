@@ -109,6 +109,10 @@ class Adapter:
     def _validate_frames(self, spec: Spec) -> None:
         raise NotImplementedError
 
+    def guidance_of(self, spec: Spec) -> float:
+        """The request's guidance scale, or the model's default."""
+        return self.default_guidance if spec.guidance_scale is None else float(spec.guidance_scale)
+
     # -- the step loop ----------------------------------------------------------------------------------------
     def new_scheduler(self):
         """A private deep copy of the pipeline's scheduler: timesteps and solver history live per request."""
@@ -153,3 +157,26 @@ class Adapter:
                 state = State.from_bytes(state.to_bytes(), self.device)
             self.step(state)
         return self.decode(state)
+
+
+class ImageAdapter(Adapter):
+    """An image model: one frame per request."""
+
+    kind = "image"
+
+    def _validate_frames(self, spec: Spec) -> None:
+        if spec.frames != 1:
+            raise ValidationError(f"{self.name} makes images: frames must be 1, got {spec.frames}")
+
+
+def shifted_flow_timesteps(scheduler, steps: int, image_seq_len: int, device) -> None:
+    """FLUX / Qwen-Image schedule: sigmas 1 .. 1/steps with the shift mu for this many image tokens (the pipelines'
+    own calculate_shift and retrieve_timesteps), starting at step 0."""
+    import numpy as np
+    from diffusers.pipelines.flux.pipeline_flux import calculate_shift, retrieve_timesteps
+
+    cfg = scheduler.config
+    mu = calculate_shift(image_seq_len, cfg.get("base_image_seq_len", 256), cfg.get("max_image_seq_len", 4096),
+                         cfg.get("base_shift", 0.5), cfg.get("max_shift", 1.15))
+    retrieve_timesteps(scheduler, steps, device, sigmas=np.linspace(1.0, 1 / steps, steps), mu=mu)
+    scheduler.set_begin_index(0)

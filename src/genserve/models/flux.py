@@ -11,19 +11,16 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import torch
-from diffusers.pipelines.flux.pipeline_flux import calculate_shift, retrieve_timesteps
 
 from genserve.core.errors import ValidationError
-from genserve.models.base import Adapter, Spec
+from genserve.models.base import ImageAdapter, shifted_flow_timesteps
 from genserve.models.state import State
 
 DEFAULT_GUIDANCE = 3.5  # the pipeline's default (embedded guidance)
 
 
-class FluxAdapter(Adapter):
-    kind = "image"
+class FluxAdapter(ImageAdapter):
     default_guidance = DEFAULT_GUIDANCE
 
     def __init__(self, pipe, name: str, **kw):
@@ -31,10 +28,6 @@ class FluxAdapter(Adapter):
         self.patch = 2  # 2x2 latent patches per token (the transformer's own patch_size is 1)
         self.size_multiple = pipe.vae_scale_factor * self.patch
         self._seq_len = self.max_sequence_length or 512
-
-    def _validate_frames(self, spec: Spec) -> None:
-        if spec.frames != 1:
-            raise ValidationError(f"{self.name} makes images: frames must be 1, got {spec.frames}")
 
     @torch.no_grad()
     def encode(self, prompt: str) -> dict:
@@ -46,19 +39,14 @@ class FluxAdapter(Adapter):
     def prepare(self, req: Any) -> State:
         spec = self.validate(req)
         pipe = self.pipe
-        g = self.default_guidance if spec.guidance_scale is None else float(spec.guidance_scale)
+        g = self.guidance_of(spec)
         embeds = self.encode(spec.prompt)
         latents, image_ids = pipe.prepare_latents(1, pipe.transformer.config.in_channels // 4, spec.height,
                                                   spec.width, embeds["prompt_embeds"].dtype, self.device,
                                                   self.generator(spec.seed))
         embeds["image_ids"] = image_ids
         scheduler = self.new_scheduler()
-        cfg = scheduler.config
-        sigmas = np.linspace(1.0, 1 / spec.steps, spec.steps)
-        mu = calculate_shift(latents.shape[1], cfg.get("base_image_seq_len", 256), cfg.get("max_image_seq_len", 4096),
-                             cfg.get("base_shift", 0.5), cfg.get("max_shift", 1.15))
-        retrieve_timesteps(scheduler, spec.steps, self.device, sigmas=sigmas, mu=mu)
-        scheduler.set_begin_index(0)
+        shifted_flow_timesteps(scheduler, spec.steps, latents.shape[1], self.device)
         # guidance_scale here is FLUX's embedded guidance, not classifier-free guidance: keep do_cfg False.
         return State(kind="image", model=self.name, latents=latents, embeds=embeds, scheduler=scheduler, step=0,
                      num_steps=len(scheduler.timesteps), seed=spec.seed, width=spec.width, height=spec.height,

@@ -13,14 +13,13 @@ import torch
 from diffusers.pipelines.stable_diffusion_3.pipeline_stable_diffusion_3 import calculate_shift, retrieve_timesteps
 
 from genserve.core.errors import ValidationError
-from genserve.models.base import Adapter, Spec
+from genserve.models.base import ImageAdapter
 from genserve.models.state import State
 
 DEFAULT_GUIDANCE = 7.0  # the pipeline's default
 
 
-class SD3Adapter(Adapter):
-    kind = "image"
+class SD3Adapter(ImageAdapter):
     default_guidance = DEFAULT_GUIDANCE
 
     def __init__(self, pipe, name: str, **kw):
@@ -29,10 +28,6 @@ class SD3Adapter(Adapter):
         self.size_multiple = pipe.vae_scale_factor * self.patch
         self.max_side = (pipe.transformer.config.pos_embed_max_size or 0) * self.size_multiple  # 0: no limit
         self._seq_len = self.max_sequence_length or 256
-
-    def _validate_frames(self, spec: Spec) -> None:
-        if spec.frames != 1:
-            raise ValidationError(f"{self.name} makes images: frames must be 1, got {spec.frames}")
 
     @torch.no_grad()
     def encode(self, prompt: str, negative_prompt: str | None = None, guidance: float = DEFAULT_GUIDANCE) -> dict:
@@ -49,7 +44,7 @@ class SD3Adapter(Adapter):
     def prepare(self, req: Any) -> State:
         spec = self.validate(req)
         pipe = self.pipe
-        g = self.default_guidance if spec.guidance_scale is None else float(spec.guidance_scale)
+        g = self.guidance_of(spec)
         embeds = self.encode(spec.prompt, spec.negative_prompt, g)
         dtype = embeds["prompt_embeds"].dtype  # the pipeline draws latents in the embeddings' dtype
         latents = pipe.prepare_latents(1, pipe.transformer.config.in_channels, spec.height, spec.width, dtype,

@@ -56,7 +56,7 @@ class WanAdapter(Adapter):
     def prepare(self, req: Any) -> State:
         spec = self.validate(req)
         pipe = self.pipe
-        g = self.default_guidance if spec.guidance_scale is None else float(spec.guidance_scale)
+        g = self.guidance_of(spec)
         extra = {}
         if spec.guidance_scale is None and self.default_guidance_2 is not None:
             extra["guidance_scale_2"] = self.default_guidance_2
@@ -151,7 +151,7 @@ class WanI2VAdapter(WanAdapter):
     def prepare(self, req: Any) -> State:
         spec = self.validate(req)
         pipe = self.pipe
-        g = self.default_guidance if spec.guidance_scale is None else float(spec.guidance_scale)
+        g = self.guidance_of(spec)
         embeds = self.encode(spec.prompt, spec.negative_prompt, g)
         scheduler = self.new_scheduler()
         scheduler.set_timesteps(spec.steps, device=self.device)
